@@ -1,0 +1,190 @@
+"""Grade submissions with verdicts from trusted code.
+
+For each notebook: read it defensively, work out which cells are the student's
+code, run those cells in a sandboxed worker, then run every graded test of the
+chapter *here*, in the trusted process, calling the student's functions through
+`RemoteFunction`. Only plain arrays cross back, so nothing the submission does
+(monkeypatching, lying objects, printing "passed", exiting) can change a verdict.
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+from . import notebooks, reference
+from .chapters import all_chapters
+from .framework import Chapter
+from .proxies import RemoteFunction
+from .runner import Verdict, run_test
+from .sandbox import Limits, Timeout, Worker, WorkerDied
+
+RELEASE = reference.REPO / "exercises"
+
+
+@dataclasses.dataclass
+class Result:
+    student: str
+    assignment: str
+    notebook: str
+    score: float
+    max_score: int
+    verdicts: list[Verdict]
+    error: str = ""          # why the notebook could not be graded at all
+    notes: list[str] = dataclasses.field(default_factory=list)
+    cell_errors: list[str] = dataclasses.field(default_factory=list)
+    sandbox: str = ""
+    seconds: float = 0.0
+    digest: str = ""
+
+    def to_json(self) -> dict:
+        data = dataclasses.asdict(self)
+        return data
+
+    @classmethod
+    def from_json(cls, data: dict) -> "Result":
+        data = dict(data)
+        data["verdicts"] = [Verdict(**v) for v in data["verdicts"]]
+        return cls(**data)
+
+
+class Session:
+    """The student's code loaded in a worker; restarts and replays after a crash."""
+
+    def __init__(self, limits: Limits, sandboxed: bool, scratch: Path):
+        self.limits = limits
+        self.worker = Worker(limits, sandboxed, scratch)
+        self.deadline = time.monotonic() + limits.submission_seconds
+        self.loaded: list[tuple[int, str]] = []   # cells that ran without killing the worker
+        self.cell_errors: dict[int, str] = {}
+
+    def _left(self, cap: float) -> tuple[float, str]:
+        left = self.deadline - time.monotonic()
+        if left <= 0:
+            raise Timeout(f"stopped by {self.limits.describe('submission')}")
+        return (cap, "cell") if cap <= left else (left, "submission")
+
+    def run_cells(self, cells: list[tuple[int, str]]) -> None:
+        for number, source in cells:
+            try:
+                timeout, which = self._left(self.limits.cell_seconds)
+                reply, _ = self.worker.request({"op": "run_cell", "index": number, "source": source},
+                                               timeout=timeout, limit=which)
+            except Timeout as err:
+                self.cell_errors[number] = f"cell {number} was {err.reason}"
+                if "notebook" in err.reason:
+                    return
+                self._replay()
+                continue
+            except WorkerDied as err:
+                self.cell_errors[number] = f"cell {number}: {err.reason}"
+                self._replay()
+                continue
+            self.loaded.append((number, source))
+            if not reply.get("ok"):
+                where = reply.get("where") or ""
+                self.cell_errors[number] = (f"cell {number} raised {str(reply.get('error', ''))[:300]}"
+                                            + (f" ({where})" if where else ""))
+
+    def _replay(self) -> None:
+        """Start a fresh worker and re-run the cells that loaded before."""
+        self.worker.start()
+        for number, source in self.loaded:
+            timeout, which = self._left(self.limits.cell_seconds)
+            self.worker.request({"op": "run_cell", "index": number, "source": source},
+                                timeout=timeout, limit=which)
+
+    def request(self, header, blobs):
+        timeout, which = self._left(self.limits.call_seconds)
+        try:
+            return self.worker.request(header, blobs, timeout=timeout, limit=which)
+        except WorkerDied:
+            try:
+                self._replay()
+            except WorkerDied:
+                pass
+            raise
+
+    def defined(self, names: list[str]) -> set[str]:
+        try:
+            reply, _ = self.request({"op": "defined", "names": names}, [])
+            return set(reply.get("names", [])) & set(names)
+        except WorkerDied:
+            return set()
+
+    def why_missing(self, name: str) -> str:
+        if self.cell_errors:
+            first = next(iter(self.cell_errors.values()))
+            return f"define `{name}` in its answer cell; a cell failed before it could: {first}"
+        return f"define `{name}` in its answer cell (check the spelling of the name)"
+
+    def close(self) -> None:
+        self.worker.stop()
+
+
+def grader_digest() -> str:
+    """Changes when the grader or the reference changes: cached grades are then redone."""
+    h = hashlib.sha256()
+    package = Path(__file__).resolve().parent
+    for path in sorted(package.rglob("*.py")) + sorted((reference.solutions_dir() / "reference").glob("*.py")):
+        h.update(path.read_bytes())
+    return h.hexdigest()[:16]
+
+
+def zero_result(student, assignment, notebook, chapter: Chapter | None, error: str) -> Result:
+    verdicts = [Verdict(t.grade_id, t.function, 0, t.points, False, error, t.hidden)
+                for t in (chapter.tests.values() if chapter else [])]
+    return Result(student, assignment, notebook, 0, sum(v.max_points for v in verdicts), verdicts, error=error)
+
+
+def grade_notebook(path: Path, chapter: Chapter, student: str = "", limits: Limits | None = None,
+                   sandboxed: bool = True, visible_only: bool = False, release_dir: Path = RELEASE,
+                   notes: list[str] | None = None) -> Result:
+    """Grade one notebook file against `chapter`. Never raises for the student's faults."""
+    limits = limits or Limits()
+    start = time.monotonic()
+    notebook_name = f"{chapter.slug}.ipynb"
+    tests = [t for t in chapter.tests.values() if not (visible_only and t.hidden)]
+    try:
+        submitted = notebooks.read_notebook(path)
+    except notebooks.Unreadable as err:
+        result = zero_result(student, chapter.slug, notebook_name, chapter, str(err))
+        result.verdicts = [v for v in result.verdicts if v.grade_id in {t.grade_id for t in tests}]
+        result.max_score = sum(v.max_points for v in result.verdicts)
+        return result
+    other = notebooks.chapter_of(submitted, all_chapters())
+    if other is None or other.slug != chapter.slug:
+        what = f"the {other.slug} notebook" if other else "not this assignment's notebook (no graded cells)"
+        return zero_result(student, chapter.slug, notebook_name, chapter,
+                           f"{path.name} is {what}; submit {notebook_name} in {chapter.slug}/")
+    released = notebooks.read_notebook(release_dir / chapter.slug / notebook_name)
+    plan = notebooks.plan(released, submitted, set(chapter.tests))
+    scratch = Path(tempfile.mkdtemp(prefix="grade-"))
+    session = Session(limits, sandboxed, scratch)
+    verdicts = []
+    try:
+        session.run_cells(plan.code_cells)
+        defined = session.defined(chapter.functions)
+        for test in tests:
+            if test.grade_id in plan.tampered:
+                verdicts.append(Verdict(test.grade_id, test.function, 0, test.points, False,
+                                        f"zero: {plan.tampered[test.grade_id]}", test.hidden))
+                continue
+            if test.function not in defined and session.worker.proc is not None:
+                verdicts.append(Verdict(test.grade_id, test.function, 0, test.points, False,
+                                        f"{test.function} is not defined. Hint: {session.why_missing(test.function)}",
+                                        test.hidden))
+                continue
+            verdicts.append(run_test(test, RemoteFunction(test.function, session), chapter.reference))
+    finally:
+        session.close()
+        shutil.rmtree(scratch, ignore_errors=True)
+    score = sum(v.points for v in verdicts)
+    return Result(student, chapter.slug, notebook_name, score, sum(v.max_points for v in verdicts),
+                  verdicts, notes=(notes or []) + plan.notes,
+                  cell_errors=list(session.cell_errors.values()),
+                  sandbox="sandboxed" if sandboxed else "not sandboxed",
+                  seconds=round(time.monotonic() - start, 2))

@@ -1,0 +1,289 @@
+"""The sandboxed worker: runs a student's code cells and calls their functions.
+
+This file runs inside the sandbox, so it imports nothing from `autograder` (the
+sandbox cannot see the package, its hidden tests or the reference). The trusted
+grader talks to it over stdin/stdout with length-prefixed frames:
+
+    request  = header (JSON) + blobs      reply = header (JSON) + blobs
+
+Values cross as JSON trees whose arrays travel as ``.npy`` bytes (never pickles),
+so whatever the student returns, the trusted side only ever sees plain numbers.
+The same encode/decode functions serve the trusted side (imported from here), so
+both ends agree on the format by construction.
+"""
+import io
+import json
+import os
+import struct
+import sys
+import traceback
+
+MAX_FRAME = 256 * 1024 * 1024  # a reply larger than this is refused
+
+
+# ------------------------------------------------------------------ framing
+
+def write_frame(fd, payload: bytes) -> None:
+    data = struct.pack(">Q", len(payload)) + payload
+    view = memoryview(data)
+    while view:
+        n = os.write(fd, view)
+        view = view[n:]
+
+
+def read_exact(fd, n: int) -> bytes:
+    chunks = []
+    while n:
+        chunk = os.read(fd, min(n, 1 << 20))
+        if not chunk:
+            raise EOFError("the other side closed the pipe")
+        chunks.append(chunk)
+        n -= len(chunk)
+    return b"".join(chunks)
+
+
+def read_frame(fd) -> bytes:
+    (n,) = struct.unpack(">Q", read_exact(fd, 8))
+    if n > MAX_FRAME:
+        raise ValueError(f"frame of {n} bytes is over the {MAX_FRAME} byte limit")
+    return read_exact(fd, n)
+
+
+def send_message(fd, header: dict, blobs=()) -> None:
+    header = dict(header, blobs=len(blobs))
+    write_frame(fd, json.dumps(header).encode())
+    for blob in blobs:
+        write_frame(fd, blob)
+
+
+def receive_message(fd):
+    header = json.loads(read_frame(fd).decode())
+    if not isinstance(header, dict) or not isinstance(header.get("blobs"), int):
+        raise ValueError("malformed message header")
+    blobs = [read_frame(fd) for _ in range(header["blobs"])]
+    return header, blobs
+
+
+# ------------------------------------------------------------------ values
+
+def encode(value, blobs: list):
+    """A JSON tree for `value`; arrays are appended to `blobs` as .npy bytes."""
+    import numpy as np
+
+    if value is None or isinstance(value, (bool, str)):
+        return {"py": value}
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return {"float": repr(float(value))} if isinstance(value, float) else {"int": str(int(value))}
+    if isinstance(value, tuple):
+        return {"tuple": [encode(v, blobs) for v in value]}
+    if isinstance(value, list):
+        try:  # a list of numbers is an array-like answer
+            arr = np.asarray(value)
+            if arr.dtype.kind in "biufc":
+                return encode(arr, blobs)
+        except Exception:
+            pass
+        return {"list": [encode(v, blobs) for v in value]}
+    if type(value).__module__.startswith("torch") and hasattr(value, "detach"):
+        tensor = value.detach().cpu()
+        dtype = str(tensor.dtype).replace("torch.", "")
+        if dtype == "bfloat16":  # numpy has no bfloat16: float32 holds it exactly
+            tensor = tensor.float()
+        return {"tensor": _add_array(np.array(tensor.numpy(), copy=True), blobs), "dtype": dtype}
+    if isinstance(value, np.generic):
+        return encode(np.asarray(value), blobs)
+    if isinstance(value, np.ndarray):
+        return {"array": _add_array(value, blobs)}
+    return {"unsupported": type(value).__name__}
+
+
+def _add_array(arr, blobs: list) -> int:
+    import numpy as np
+
+    # Copy into a fresh base-class array: subclasses and views lose their behaviour.
+    plain = np.array(arr, copy=True, subok=False)
+    if plain.dtype.kind not in "biufc":
+        raise TypeError(f"arrays of dtype {plain.dtype} cannot be graded")
+    buf = io.BytesIO()
+    np.save(buf, plain, allow_pickle=False)
+    blobs.append(buf.getvalue())
+    return len(blobs) - 1
+
+
+class Unsupported:
+    """Stands for a returned object that cannot cross the boundary."""
+
+    def __init__(self, type_name):
+        self.type_name = type_name
+
+    def __repr__(self):
+        return f"<unsupported {self.type_name}>"
+
+
+def decode(tree, blobs, torch_tensors=False):
+    """Rebuild a value from `encode`'s tree; strict, since the other side may lie."""
+    import numpy as np
+
+    if not isinstance(tree, dict) or len(tree) not in (1, 2):
+        raise ValueError("malformed value")
+    if "py" in tree:
+        value = tree["py"]
+        if value is not None and not isinstance(value, (bool, str)):
+            raise ValueError("malformed scalar")
+        return value
+    if "int" in tree:
+        return int(str(tree["int"]))
+    if "float" in tree:
+        return float(str(tree["float"]))
+    if "tuple" in tree:
+        return tuple(decode(v, blobs, torch_tensors) for v in _items(tree["tuple"]))
+    if "list" in tree:
+        return [decode(v, blobs, torch_tensors) for v in _items(tree["list"])]
+    if "array" in tree:
+        return _load_array(blobs, tree["array"])
+    if "tensor" in tree:
+        arr = _load_array(blobs, tree["tensor"])
+        dtype = str(tree.get("dtype"))
+        if not torch_tensors:
+            return arr
+        import torch
+        t = torch.from_numpy(arr)
+        return t.to(getattr(torch, dtype)) if hasattr(torch, dtype) else t
+    if "unsupported" in tree:
+        return Unsupported(str(tree["unsupported"])[:100])
+    raise ValueError("malformed value")
+
+
+def _items(items):
+    if not isinstance(items, list):
+        raise ValueError("malformed sequence")
+    return items
+
+
+def _load_array(blobs, index):
+    import numpy as np
+
+    if not isinstance(index, int) or not 0 <= index < len(blobs):
+        raise ValueError("malformed array reference")
+    arr = np.load(io.BytesIO(blobs[index]), allow_pickle=False)
+    if type(arr) is not np.ndarray or arr.dtype.kind not in "biufc" or arr.dtype.names:
+        raise ValueError("not a plain numeric array")
+    return arr
+
+
+# ------------------------------------------------------------------ worker
+
+class _FakeIPython:
+    """Enough of IPython for cells with magics: they become no-ops."""
+
+    def run_line_magic(self, *args, **kwargs):
+        return None
+
+    def run_cell_magic(self, *args, **kwargs):
+        return None
+
+    def system(self, *args, **kwargs):
+        return None
+
+    getoutput = system
+
+
+def _transform(source: str) -> str:
+    try:
+        from IPython.core.inputtransformer2 import TransformerManager
+    except Exception:
+        return source
+    try:
+        return TransformerManager().transform_cell(source)
+    except Exception:
+        return source
+
+
+def _error_text(exc: BaseException) -> str:
+    text = f"{type(exc).__name__}: {exc}"
+    if isinstance(exc, OSError) and exc.errno == 27:
+        text += " (the output or disk limit was reached)"
+    return text[:2000]
+
+
+def _where(exc: BaseException) -> str:
+    """The last line of the student's own code that raised, if any."""
+    frames = [f for f in traceback.extract_tb(exc.__traceback__) if f.filename.startswith("<cell")]
+    if not frames:
+        return ""
+    f = frames[-1]
+    return f"{f.filename[1:-1]}, line {f.lineno}: {(f.line or '').strip()}"[:300]
+
+
+def serve(inp: int, out: int) -> None:
+    namespace = {"__name__": "__main__", "get_ipython": _FakeIPython}
+    while True:
+        try:
+            header, blobs = receive_message(inp)
+        except EOFError:
+            return
+        op = header.get("op")
+        if op == "run_cell":
+            try:
+                code = compile(_transform(header["source"]), f"<cell {header['index']}>", "exec")
+                exec(code, namespace)
+                reply = {"ok": True}
+            except BaseException as exc:  # SystemExit and KeyboardInterrupt too
+                reply = {"ok": False, "error": _error_text(exc), "where": _where(exc)}
+            _flush()
+            send_message(out, reply)
+        elif op == "call":
+            reply_blobs = []
+            try:
+                fn = namespace.get(header["fn"])
+                if fn is None:
+                    raise NameError(f"name '{header['fn']}' is not defined")
+                if not callable(fn):
+                    raise TypeError(f"'{header['fn']}' is not a function")
+                args = decode(header["args"], blobs, torch_tensors=True)
+                kwargs = {str(k): decode(v, blobs, torch_tensors=True)
+                          for k, v in header["kwargs"].items()}
+                result = fn(*args, **kwargs)
+                reply = {"ok": True, "result": encode(result, reply_blobs)}
+            except BaseException as exc:
+                reply_blobs = []
+                reply = {"ok": False, "error_type": type(exc).__name__,
+                         "error": _error_text(exc), "where": _where(exc)}
+            _flush()
+            send_message(out, reply, reply_blobs)
+        elif op == "defined":
+            send_message(out, {"ok": True, "names": [n for n in header["names"]
+                                                     if callable(namespace.get(n))]})
+        else:
+            send_message(out, {"ok": False, "error": f"unknown op {op!r}"})
+
+
+def _flush():
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except BaseException:
+            pass
+
+
+def main() -> None:
+    # Keep the protocol pipes on private descriptors and point the student's
+    # stdin/stdout/stderr elsewhere, so prints cannot corrupt the protocol.
+    inp, out = os.dup(0), os.dup(1)
+    devnull = os.open(os.devnull, os.O_RDONLY)
+    os.dup2(devnull, 0)
+    log = os.open(os.environ.get("WORKER_OUTPUT", os.devnull), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    os.dup2(log, 1)
+    os.dup2(log, 2)
+    sys.stdout = io.TextIOWrapper(os.fdopen(1, "wb", buffering=0), write_through=True)
+    sys.stderr = sys.stdout
+    try:
+        import signal
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a full disk raises, not kills
+    except Exception:
+        pass
+    serve(inp, out)
+
+
+if __name__ == "__main__":
+    main()

@@ -60,17 +60,20 @@ class Session:
         self.deadline = time.monotonic() + limits.submission_seconds
         self.loaded: list[tuple[int, str]] = []   # cells that ran without killing the worker
         self.cell_errors: dict[int, str] = {}
+        self.hung: set[str] = set()               # functions that timed out once
 
-    def _left(self, cap: float) -> tuple[float, str]:
+    def _left(self, kind: str) -> tuple[float, str]:
+        """The time the next step may take, and which limit that is."""
+        cap = self.limits.cell_seconds if kind == "cell" else self.limits.call_seconds
         left = self.deadline - time.monotonic()
         if left <= 0:
             raise Timeout(f"stopped by {self.limits.describe('submission')}")
-        return (cap, "cell") if cap <= left else (left, "submission")
+        return (cap, kind) if cap <= left else (left, "submission")
 
     def run_cells(self, cells: list[tuple[int, str]]) -> None:
         for number, source in cells:
             try:
-                timeout, which = self._left(self.limits.cell_seconds)
+                timeout, which = self._left("cell")
                 reply, _ = self.worker.request({"op": "run_cell", "index": number, "source": source},
                                                timeout=timeout, limit=which)
             except Timeout as err:
@@ -93,12 +96,12 @@ class Session:
         """Start a fresh worker and re-run the cells that loaded before."""
         self.worker.start()
         for number, source in self.loaded:
-            timeout, which = self._left(self.limits.cell_seconds)
+            timeout, which = self._left("cell")
             self.worker.request({"op": "run_cell", "index": number, "source": source},
                                 timeout=timeout, limit=which)
 
     def request(self, header, blobs):
-        timeout, which = self._left(self.limits.call_seconds)
+        timeout, which = self._left("call")
         try:
             return self.worker.request(header, blobs, timeout=timeout, limit=which)
         except WorkerDied:

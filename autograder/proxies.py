@@ -50,12 +50,16 @@ class RemoteFunction:
         self.session = session
 
     def __call__(self, *args, **kwargs):
+        if self.name in self.session.hung:
+            raise CheckFailure(f"{self.name} was not called again: an earlier test of it did not return",
+                               "look for an infinite loop or a very slow computation")
         blobs: list = []
         header = {"op": "call", "fn": self.name, "args": wire.encode(tuple(args), blobs),
                   "kwargs": {k: wire.encode(v, blobs) for k, v in kwargs.items()}}
         try:
             reply, reply_blobs = self.session.request(header, blobs)
         except Timeout as err:
+            self.session.hung.add(self.name)
             raise CheckFailure(f"{self.name} did not return: {err.reason}",
                                "look for an infinite loop or a very slow computation") from None
         except WorkerDied as err:

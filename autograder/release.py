@@ -87,11 +87,15 @@ def strip_outputs(nb) -> None:
             cell.execution_count = None
 
 
-def nbgrader_api(root: Path, db_path: Path, release_dir: str = "exercises"):
-    # nbgrader runs the `alembic` executable from PATH: make the venv's bin visible.
+def venv_tools_on_path() -> None:
+    """nbgrader runs the `alembic` executable from PATH: make the venv's bin visible."""
     bindir = str(Path(sys.executable).parent)
     if bindir not in os.environ.get("PATH", "").split(os.pathsep):
         os.environ["PATH"] = bindir + os.pathsep + os.environ.get("PATH", "")
+
+
+def nbgrader_api(root: Path, db_path: Path, release_dir: str = "exercises"):
+    venv_tools_on_path()
     from nbgrader.apps import NbGraderAPI
     from nbgrader.coursedir import CourseDirectory
     from traitlets.config import Config
@@ -125,4 +129,6 @@ def release(root: Path = REPO, quiet: bool = False) -> list[Path]:
         written.append(notebook_path(chapter, root, "exercises"))
         if not quiet:
             print(f"released {chapter.slug} -> {written[-1].relative_to(root)}")
+    from . import samples
+    samples.write(root / "exercises", root / "autograder" / "samples" / "submitted")
     return written

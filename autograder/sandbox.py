@@ -29,9 +29,9 @@ WORKER_FILE = Path(wire.__file__).resolve()
 
 @dataclasses.dataclass
 class Limits:
-    cell_seconds: float = 20.0        # one notebook cell
-    call_seconds: float = 10.0        # one call of a student function
-    submission_seconds: float = 120.0  # everything for one notebook
+    cell_seconds: float = 10.0        # one notebook cell
+    call_seconds: float = 5.0         # one call of a student function
+    submission_seconds: float = 60.0  # everything for one notebook
     memory_mb: int = 4096             # address space of the worker
     processes: int = 64               # tasks the worker's user may own
     output_mb: int = 8                # printed output, and any one file written

@@ -212,7 +212,8 @@ def _where(exc: BaseException) -> str:
     if not frames:
         return ""
     f = frames[-1]
-    return f"{f.filename[1:-1]}, line {f.lineno}: {(f.line or '').strip()}"[:300]
+    line = (f.line or "").strip()
+    return f"{f.filename[1:-1]}, line {f.lineno}" + (f": {line}"[:200] if line else "")
 
 
 def serve(inp: int, out: int) -> None:

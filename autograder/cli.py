@@ -1,0 +1,128 @@
+"""`python -m autograder {check,grade,release,validate}`."""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from . import reference
+
+
+def _limits(args):
+    from .sandbox import Limits
+    return Limits(cell_seconds=args.cell_timeout, call_seconds=args.call_timeout,
+                  submission_seconds=args.timeout, memory_mb=args.memory_mb)
+
+
+def cmd_check(args) -> int:
+    from . import notebooks
+    from .chapters import all_chapters
+    from .grading import grade_notebook
+    from .sandbox import isolation_status
+
+    path = Path(args.notebook)
+    if not path.is_file():
+        print(f"error: no such notebook: {path}")
+        return 2
+    try:
+        nb = notebooks.read_notebook(path)
+    except notebooks.Unreadable as err:
+        print(f"error: {err}")
+        return 2
+    chapter = notebooks.chapter_of(nb, all_chapters())
+    if chapter is None:
+        print(f"error: {path.name} has no graded cells of this course")
+        return 2
+    sandboxed, _ = isolation_status()
+    result = grade_notebook(path, chapter, limits=_limits(args), sandboxed=sandboxed, visible_only=True)
+    print(f"{chapter.slug}: visible tests")
+    for line in result.cell_errors:
+        print(f"  ! {line}")
+    for v in result.verdicts:
+        print(f"  {'PASS' if v.passed else 'FAIL'}  {v.function:<30} {v.grade_id}")
+        if not v.passed:
+            for line in v.message.splitlines():
+                print(f"        {line}")
+    passed = sum(v.passed for v in result.verdicts)
+    print(f"{passed} of {len(result.verdicts)} visible tests pass"
+          + ("" if passed < len(result.verdicts) else " (hidden tests run when your instructor grades)"))
+    return 0 if passed == len(result.verdicts) and not result.error else 1
+
+
+def cmd_grade(args) -> int:
+    from .batch import SAMPLES, Batch, summary
+    from .sandbox import isolation_status
+
+    root = Path(args.dir) if args.dir else SAMPLES
+    if not root.is_dir():
+        print(f"error: {root} is not a folder of submissions (<student>/<assignment>/<notebook>.ipynb)")
+        return 2
+    sandboxed, why = isolation_status()
+    if not sandboxed:
+        banner = "!" * 78
+        print(f"{banner}\nWARNING: grading WITHOUT a kernel sandbox: {why}.\n"
+              f"Resource limits still apply. Use --require-sandbox to refuse instead.\n{banner}")
+        if args.require_sandbox:
+            print("error: --require-sandbox was given and no sandbox is available")
+            return 3
+    else:
+        print(f"sandbox: {why}")
+    work = Path(args.work)
+    batch = Batch(root, work, _limits(args), sandboxed, jobs=args.jobs, force=args.force)
+    results = batch.run()
+    if not results:
+        print(f"no submissions found under {root}")
+        return 0
+    print(summary(results))
+    print(f"\ngrades:    {work / 'grades.csv'}\nfeedback:  {work / 'feedback'}/<student>/<assignment>/"
+          f"\ngradebook: {work / 'gradebook.db'}")
+    return 0
+
+
+def cmd_release(args) -> int:
+    from .release import release
+    release()
+    return 0
+
+
+def cmd_validate(args) -> int:
+    from .validate import validate_all
+    failures = validate_all()
+    for line in failures:
+        print(line)
+    print("all instructor notebooks pass their tests" if not failures else f"{len(failures)} problem(s)")
+    return 1 if failures else 0
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m autograder", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    def limit_options(p, cell=10.0, call=5.0, total=60.0):
+        p.add_argument("--cell-timeout", type=float, default=cell, help="seconds per notebook cell")
+        p.add_argument("--call-timeout", type=float, default=call, help="seconds per function call in a test")
+        p.add_argument("--timeout", type=float, default=total, help="seconds per notebook in all")
+        p.add_argument("--memory-mb", type=int, default=4096, help="memory limit of the student's code")
+
+    p = sub.add_parser("check", help="self-check: run the visible tests of a notebook")
+    p.add_argument("notebook")
+    limit_options(p)
+    p.set_defaults(func=cmd_check)
+
+    p = sub.add_parser("grade", help="grade DIR/<student>/<assignment>/<notebook>.ipynb (default: bundled samples)")
+    p.add_argument("dir", nargs="?")
+    p.add_argument("--jobs", type=int, default=1, help="submissions graded at once")
+    p.add_argument("--force", action="store_true", help="regrade unchanged submissions too")
+    p.add_argument("--require-sandbox", action="store_true", help="refuse to grade without the kernel sandbox")
+    p.add_argument("--work", default=str(reference.REPO / ".grader"),
+                   help="where the gradebook, feedback and grades.csv go")
+    limit_options(p)
+    p.set_defaults(func=cmd_grade)
+
+    p = sub.add_parser("release", help="regenerate exercises/ from solutions/")
+    p.set_defaults(func=cmd_release)
+    p = sub.add_parser("validate", help="check that every instructor notebook passes its own tests")
+    p.set_defaults(func=cmd_validate)
+
+    args = parser.parse_args(argv)
+    return args.func(args)

@@ -1,0 +1,77 @@
+"""The bundled sample submissions that `python -m autograder grade` grades by default.
+
+Generated from the released notebooks, the reference and the wrong-implementation
+catalogue (so they never drift), by `python -m autograder release`.
+"""
+from __future__ import annotations
+
+import copy
+import inspect
+import json
+import textwrap
+from pathlib import Path
+
+from . import catalogue, reference
+from .chapters import all_chapters
+from .notebooks import grade_id
+
+HERE = Path(__file__).resolve().parent / "samples" / "submitted"
+
+# What each sample student did, per chapter: function -> wrong implementation name.
+PARTLY_WRONG = {
+    "01-similarity": {"softmax": "unstable", "embed": "negative_ids_wrap"},
+    "02-toy-attention": {"attention_weights": "mask_with_zero", "attention_entropy": "bits"},
+}
+LOOPING = {"01-similarity": ("cell", "similarity_matrix"), "02-toy-attention": ("call", "attention_entropy")}
+
+
+def _answers(chapter, wrong: dict[str, str]) -> dict[str, str]:
+    ref = reference.load(chapter.reference)
+    wrongs = {w.name: w for w in catalogue.load(chapter.reference).WRONG}
+    out = {}
+    for fn in chapter.functions:
+        if fn in wrong:
+            out[fn] = wrongs[wrong[fn]].source.strip() + "\n"
+        else:
+            out[fn] = textwrap.dedent(inspect.getsource(getattr(ref, fn)))
+    return out
+
+
+def _fill(released: dict, answers: dict[str, str]) -> dict:
+    nb = copy.deepcopy(released)
+    for cell in nb["cells"]:
+        gid = grade_id(cell)
+        if gid in answers:
+            cell["source"] = answers[gid]
+    return nb
+
+
+def build(release_dir: Path) -> dict[tuple[str, str], dict]:
+    subs = {}
+    for ch in all_chapters():
+        released = json.loads((release_dir / ch.slug / f"{ch.slug}.ipynb").read_text())
+        correct = _answers(ch, {})
+        subs[("alice", ch.slug)] = _fill(released, correct)
+        subs[("bob", ch.slug)] = _fill(released, _answers(ch, PARTLY_WRONG[ch.slug]))
+        subs[("carol", ch.slug)] = copy.deepcopy(released)
+        broken = _fill(released, correct)
+        for cell in broken["cells"]:
+            if cell["cell_type"] == "code" and "import numpy" in "".join(cell["source"]):
+                cell["source"] = "import attention_helpers  # only on Dave's laptop\n" + "".join(cell["source"])
+                break
+        subs[("dave", ch.slug)] = broken
+        kind, fn = LOOPING[ch.slug]
+        looping = dict(correct)
+        if kind == "cell":
+            looping[fn] = correct[fn] + "\nwhile True:  # left over from debugging\n    pass\n"
+        else:
+            looping[fn] = correct[fn].replace('"""\n', '"""\n    while True:\n        pass\n', 1)
+        subs[("erin", ch.slug)] = _fill(released, looping)
+    return subs
+
+
+def write(release_dir: Path, root: Path) -> None:
+    for (student, slug), nb in build(release_dir).items():
+        path = root / student / slug / f"{slug}.ipynb"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(nb, indent=1, sort_keys=True, ensure_ascii=False) + "\n", encoding="utf-8")

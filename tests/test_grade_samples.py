@@ -1,0 +1,70 @@
+"""`python -m autograder grade` on the bundled samples: exact scores, feedback,
+grades.csv, the gradebook, resuming, and --jobs 2 == serial."""
+import csv
+import shutil
+import sqlite3
+import subprocess
+import sys
+
+from autograder.batch import SAMPLES, Batch
+from conftest import FAST, REPO
+
+EXPECTED = {
+    ("alice", "01-similarity"): 12, ("alice", "02-toy-attention"): 12,   # correct
+    ("bob", "01-similarity"): 8, ("bob", "02-toy-attention"): 4,         # partly correct
+    ("carol", "01-similarity"): 0, ("carol", "02-toy-attention"): 0,     # untouched
+    ("dave", "01-similarity"): 3, ("dave", "02-toy-attention"): 0,       # fails at import
+    ("erin", "01-similarity"): 9, ("erin", "02-toy-attention"): 9,       # loops forever
+}
+
+
+def _scores(results):
+    return {(r.student, r.assignment): r.score for r in results}
+
+
+def test_sample_scores_serial_and_parallel_agree(sandboxed, tmp_path):
+    serial = Batch(SAMPLES, tmp_path / "serial", FAST, True, jobs=1, out=lambda s: None).run()
+    parallel = Batch(SAMPLES, tmp_path / "parallel", FAST, True, jobs=2, out=lambda s: None).run()
+    assert _scores(serial) == EXPECTED
+    assert [(r.student, r.assignment, r.score, [v.message for v in r.verdicts]) for r in serial] == \
+        [(r.student, r.assignment, r.score, [v.message for v in r.verdicts]) for r in parallel]
+    by = {(r.student, r.assignment): r for r in serial}
+    assert "No module named 'attention_helpers'" in by[("dave", "01-similarity")].cell_errors[0]
+    assert "time limit per cell" in by[("erin", "01-similarity")].cell_errors[0]
+    erin2 = [v.message for v in by[("erin", "02-toy-attention")].verdicts if not v.passed]
+    assert "did not return" in erin2[0] and "time limit per function call" in erin2[0]
+    assert any("subtract the maximum" in v.message for v in by[("bob", "01-similarity")].verdicts)
+
+
+def test_outputs_feedback_csv_gradebook_and_resume(sandboxed, tmp_path):
+    messages = []
+    work = tmp_path / "work"
+    results = Batch(SAMPLES, work, FAST, True, jobs=2, out=messages.append).run()
+    rows = list(csv.DictReader(open(work / "grades.csv")))
+    assert {(r["student"], r["assignment"]): float(r["score"]) for r in rows} == EXPECTED
+    hidden_calls = ['check("softmax_random"', "BEGIN HIDDEN", "rng_for(", "ref."]
+    for r in results:
+        page = (work / "feedback" / r.student / r.assignment / f"{r.assignment}.html").read_text()
+        assert f"{r.score:g} / {r.max_score}" in page
+        for secret in hidden_calls:
+            assert secret not in page
+    db = sqlite3.connect(work / "gradebook.db")
+    total = dict(db.execute("select student.id, sum(grade.auto_score) from grade "
+                            "join submitted_notebook on grade.notebook_id = submitted_notebook.id "
+                            "join submitted_assignment on submitted_notebook.assignment_id = submitted_assignment.id "
+                            "join student on submitted_assignment.student_id = student.id group by student.id"))
+    assert total == {s: sum(v for (st, _), v in EXPECTED.items() if st == s) for s in "alice bob carol dave erin".split()}
+    source_text = " ".join(str(row) for row in db.execute("select * from source_cell"))
+    assert "check(" not in source_text
+    # A second run regrades nothing; a changed submission is regraded alone.
+    again = Batch(SAMPLES, work, FAST, True, jobs=2, out=messages.append)
+    assert _scores(again.run()) == EXPECTED
+    assert any("10 submission(s) unchanged" in m for m in messages)
+
+
+def test_cli_grade_prints_the_table(sandboxed, tmp_path):
+    out = subprocess.run([sys.executable, "-m", "autograder", "grade", "--work", str(tmp_path),
+                          "--cell-timeout", "3", "--call-timeout", "3", "--jobs", "2"],
+                         capture_output=True, text=True, cwd=REPO, timeout=300)
+    assert out.returncode == 0, out.stderr
+    assert "alice" in out.stdout and "12 / 12" in out.stdout and "grades.csv" in out.stdout

@@ -1,0 +1,98 @@
+"""The student notebooks are generated, up to date, and give nothing away."""
+import json
+import shutil
+import subprocess
+import sys
+
+import nbformat
+import pytest
+from nbclient import NotebookClient
+
+from autograder import reference
+from autograder.chapters import all_chapters
+from autograder.release import release
+from conftest import REPO
+
+CHAPTERS = all_chapters()
+
+
+def test_regenerating_changes_nothing(tmp_path):
+    for folder in ("solutions", "exercises"):
+        shutil.copytree(REPO / folder, tmp_path / folder)
+    release(tmp_path, quiet=True)
+    for folder, pattern in (("solutions", "*/*.ipynb"), ("exercises", "*/*.ipynb")):
+        for path in sorted((REPO / folder).glob(pattern)):
+            new = tmp_path / folder / path.relative_to(REPO / folder)
+            assert new.read_bytes() == path.read_bytes(), f"{path} is stale: run `make release`"
+    for path in sorted((REPO / "autograder/samples/submitted").rglob("*.ipynb")):
+        new = tmp_path / "autograder/samples/submitted" / path.relative_to(REPO / "autograder/samples/submitted")
+        assert new.read_bytes() == path.read_bytes(), f"{path} is stale: run `make release`"
+
+
+@pytest.mark.parametrize("ch", CHAPTERS, ids=lambda c: c.slug)
+def test_student_notebook_has_no_solution_code(ch):
+    text = (REPO / "exercises" / ch.slug / f"{ch.slug}.ipynb").read_text()
+    for marker in ("BEGIN SOLUTION", "END SOLUTION", "BEGIN HIDDEN", "END HIDDEN"):
+        assert marker not in text
+    nb = json.loads(text)
+    sources = "\n".join("".join(c["source"]) for c in nb["cells"])
+    ref = reference.load(ch.reference)
+    import inspect
+    for fn in ch.functions:
+        body = inspect.getsource(getattr(ref, fn)).split('"""')[-1]
+        for line in body.strip().splitlines():
+            line = line.strip()
+            if len(line) > 12 and not line.startswith("#"):
+                assert line not in sources, f"solution line of {fn} in the student notebook: {line}"
+    for t in ch.tests.values():
+        if t.hidden:
+            assert f'check("{t.grade_id}"' not in sources
+
+
+@pytest.mark.parametrize("ch", CHAPTERS, ids=lambda c: c.slug)
+def test_instructor_notebooks_are_stored_without_outputs(ch):
+    nb = json.loads((REPO / "solutions" / ch.slug / f"{ch.slug}.ipynb").read_text())
+    for cell in nb["cells"]:
+        if cell["cell_type"] == "code":
+            assert cell["outputs"] == [] and cell["execution_count"] is None
+
+
+@pytest.mark.parametrize("ch", CHAPTERS, ids=lambda c: c.slug)
+def test_instructor_notebook_passes_nbgrader_validator(ch):
+    from autograder.validate import validate
+    assert validate(REPO / "solutions" / ch.slug / f"{ch.slug}.ipynb") == []
+
+
+@pytest.mark.parametrize("ch", CHAPTERS, ids=lambda c: c.slug)
+def test_validator_notices_a_broken_instructor_notebook(ch, tmp_path):
+    """The validation test above can fail: break one answer and it does."""
+    from autograder.validate import validate
+    nb = nbformat.read(REPO / "solutions" / ch.slug / f"{ch.slug}.ipynb", as_version=4)
+    for cell in nb.cells:
+        if cell.metadata.get("nbgrader", {}).get("grade_id") == ch.functions[0]:
+            cell.source = cell.source.replace("### BEGIN SOLUTION", "### BEGIN SOLUTION\n    return None")
+    path = tmp_path / f"{ch.slug}.ipynb"
+    nbformat.write(nb, path)
+    assert validate(path) != []
+
+
+@pytest.mark.parametrize("ch", CHAPTERS, ids=lambda c: c.slug)
+def test_every_visible_test_cell_fails_on_the_untouched_student_notebook(ch):
+    nb = nbformat.read(REPO / "exercises" / ch.slug / f"{ch.slug}.ipynb", as_version=4)
+    NotebookClient(nb, timeout=60, allow_errors=True, kernel_name="python3",
+                   resources={"metadata": {"path": str(REPO)}}).execute()
+    for cell in nb.cells:
+        meta = cell.metadata.get("nbgrader", {})
+        if meta.get("grade") and "check(" in cell.source:
+            errors = [o for o in cell.outputs if o.output_type == "error"]
+            assert errors, f"{meta['grade_id']} passed on the untouched notebook"
+            assert "not implemented yet" in errors[0].evalue
+
+
+def test_untouched_student_notebook_scores_zero_on_every_test_cell(sandboxed, tmp_path):
+    from autograder.grading import grade_notebook
+    for ch in CHAPTERS:
+        result = grade_notebook(REPO / "exercises" / ch.slug / f"{ch.slug}.ipynb", ch, "untouched")
+        assert len(result.verdicts) == len(ch.tests)
+        assert all(not v.passed for v in result.verdicts)
+        assert result.score == 0

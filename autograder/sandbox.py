@@ -11,6 +11,7 @@ says loudly what protection is missing.
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import os
 import select
 import shutil
@@ -79,7 +80,16 @@ def _ancestors(path: Path) -> list[Path]:
     return [p for p in reversed(path.parents) if str(p) != "/"]
 
 
-def _bwrap_prefix(scratch: Path, limits: Limits) -> list[str]:
+_uids = itertools.count()
+
+
+def _next_uid() -> int:
+    """A fresh unprivileged uid per worker: the process limit counts per uid, so a fork
+    bomb in one submission cannot starve the workers grading others beside it."""
+    return 100000 + next(_uids) % 60000
+
+
+def _bwrap_prefix(scratch: Path, limits: Limits, uid: int = 65534) -> list[str]:
     args = ["bwrap", "--unshare-net", "--unshare-pid", "--unshare-ipc", "--unshare-uts",
             "--unshare-cgroup-try", "--die-with-parent", "--new-session", "--clearenv",
             "--ro-bind", "/usr", "/usr"]
@@ -112,7 +122,7 @@ def _bwrap_prefix(scratch: Path, limits: Limits) -> list[str]:
              "--setenv", "WORKER_OUTPUT", "/scratch/.output"]
     if os.geteuid() == 0:
         # Drop to a real unprivileged user, so process limits count only the sandbox.
-        args += ["/usr/bin/setpriv", "--reuid=65534", "--regid=65534", "--clear-groups",
+        args += ["/usr/bin/setpriv", f"--reuid={uid}", f"--regid={uid}", "--clear-groups",
                  "--inh-caps=-all", "--bounding-set=-all", "--no-new-privs", "--"]
     else:
         args[1:1] = ["--unshare-user", "--uid", "65534", "--gid", "65534"]
@@ -153,10 +163,13 @@ class Worker:
 
     def start(self) -> None:
         self.stop()
+        # A fresh, empty scratch folder: a restarted worker runs as a new uid, which
+        # could not use files its predecessor left (and the replay recreates them).
+        shutil.rmtree(self.scratch, ignore_errors=True)
         self.scratch.mkdir(parents=True, exist_ok=True)
         if self.sandboxed:
             os.chmod(self.scratch, 0o1777)
-            cmd = _bwrap_prefix(self.scratch, self.limits) + [
+            cmd = _bwrap_prefix(self.scratch, self.limits, _next_uid()) + [
                 sys.executable, "-I", "/opt/grader/worker.py"]
             env = {}
         else:
@@ -223,8 +236,8 @@ class Worker:
                 return WorkerDied(f"the worker was killed by {name}: most likely {self.limits.describe('memory')}")
             return WorkerDied(f"the worker was killed by {name}")
         if code is not None:
-            return WorkerDied(f"the code exited the process (exit status {code}); "
-                              "sys.exit/os._exit are not allowed in a submission")
+            return WorkerDied(f"the code exited the process (exit status {code}): sys.exit, os._exit "
+                              "and patching Python's own internals are not allowed in a submission")
         return WorkerDied("the worker sent a malformed reply")
 
     def _read_exact(self, n: int, deadline: float) -> bytes:

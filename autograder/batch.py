@@ -85,6 +85,7 @@ class Batch:
         self.gradebook = gradebook
         self.out = out
         self.lock = threading.Lock()
+        self._gb = None  # one nbgrader Gradebook per batch: opening one costs ~0.5 s
 
     def state_path(self, student: str, assignment: str) -> Path:
         return self.work / "state" / _safe(student) / f"{_safe(assignment)}.json"
@@ -109,11 +110,15 @@ class Batch:
                     pass  # a damaged state file is simply redone
             jobs.append((student, assignment, path, chapter, notes, error, digest))
         skipped = len(results)
-        with concurrent.futures.ThreadPoolExecutor(self.jobs) as pool:
-            futures = {pool.submit(self._grade_one, *job): job for job in jobs}
-            for future in concurrent.futures.as_completed(futures):
-                result = future.result()
-                results[(result.student, result.assignment)] = result
+        try:
+            with concurrent.futures.ThreadPoolExecutor(self.jobs) as pool:
+                futures = {pool.submit(self._grade_one, *job): job for job in jobs}
+                for future in concurrent.futures.as_completed(futures):
+                    result = future.result()
+                    results[(result.student, result.assignment)] = result
+        finally:
+            if self._gb is not None:
+                self._gb.close()
         if skipped:
             self.out(f"{skipped} submission(s) unchanged since the last run were not regraded (--force regrades)")
         ordered = [results[k] for k in sorted(results)]
@@ -136,8 +141,11 @@ class Batch:
         with self.lock:
             if self.gradebook and chapter is not None:
                 try:
-                    record_in_gradebook(self.work / "gradebook.db", result, chapter)
+                    if self._gb is None:
+                        self._gb = open_gradebook(self.work / "gradebook.db")
+                    record_in_gradebook(self._gb, result, chapter)
                 except Exception as exc:  # the grade is still in state/ and grades.csv
+                    self._gb.db.rollback()
                     result.notes.append(f"gradebook not updated ({type(exc).__name__}: {str(exc)[:200]})")
             _atomic_write(self.state_path(student, assignment), json.dumps(result.to_json(), indent=1))
         return result
@@ -157,16 +165,21 @@ class Batch:
         return path
 
 
-def record_in_gradebook(db: Path, result: Result, chapter) -> None:
-    """Store the trusted scores in nbgrader's gradebook (no test source goes in)."""
-    import warnings
-
+def open_gradebook(db: Path):
     from nbgrader.api import Gradebook
 
     from .release import venv_tools_on_path
     venv_tools_on_path()
+    db.parent.mkdir(parents=True, exist_ok=True)
+    return Gradebook(f"sqlite:///{db}")
+
+
+def record_in_gradebook(gb, result: Result, chapter) -> None:
+    """Store the trusted scores in nbgrader's gradebook (no test source goes in)."""
+    import warnings
+
     notebook = chapter.slug
-    with warnings.catch_warnings(), Gradebook(f"sqlite:///{db}") as gb:
+    with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         gb.update_or_create_assignment(chapter.slug)
         gb.update_or_create_notebook(notebook, chapter.slug)

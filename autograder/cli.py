@@ -81,7 +81,7 @@ def cmd_grade(args) -> int:
 
 def cmd_release(args) -> int:
     from .release import release
-    release()
+    release(only=args.chapter)
     return 0
 
 
@@ -120,6 +120,7 @@ def main(argv=None) -> int:
     p.set_defaults(func=cmd_grade)
 
     p = sub.add_parser("release", help="regenerate exercises/ from solutions/")
+    p.add_argument("--chapter", help="only this chapter slug, e.g. 03-self-attention")
     p.set_defaults(func=cmd_release)
     p = sub.add_parser("validate", help="check that every instructor notebook passes its own tests")
     p.set_defaults(func=cmd_validate)

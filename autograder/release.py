@@ -110,13 +110,15 @@ def nbgrader_api(root: Path, db_path: Path, release_dir: str = "exercises"):
     return NbGraderAPI(coursedir=coursedir, config=config)
 
 
-def release(root: Path = REPO, quiet: bool = False) -> list[Path]:
-    """Sync every instructor notebook, then generate its student version."""
+def release(root: Path = REPO, quiet: bool = False, only: str | None = None) -> list[Path]:
+    """Sync every instructor notebook (or only chapter `only`), then generate its student version."""
     written = []
     work = root / ".grader"
     work.mkdir(exist_ok=True)
-    api = nbgrader_api(root, work / "release.db")
     for chapter in all_chapters():
+        if only and chapter.slug != only:
+            continue
+        api = nbgrader_api(root, work / f"release-{chapter.slug}.db")
         src = notebook_path(chapter, root)
         nb = nbformat.read(src, as_version=4)
         sync(chapter, nb)
@@ -130,5 +132,5 @@ def release(root: Path = REPO, quiet: bool = False) -> list[Path]:
         if not quiet:
             print(f"released {chapter.slug} -> {written[-1].relative_to(root)}")
     from . import samples
-    samples.write(root / "exercises", root / "autograder" / "samples" / "submitted")
+    samples.write(root / "exercises", root / "autograder" / "samples" / "submitted", only)
     return written

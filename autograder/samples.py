@@ -25,6 +25,17 @@ PARTLY_WRONG = {
 LOOPING = {"01-similarity": ("cell", "similarity_matrix"), "02-toy-attention": ("call", "attention_entropy")}
 
 
+def _partly_wrong(chapter) -> dict[str, str]:
+    """By default the first catalogued mistake of the first and last functions."""
+    if chapter.slug in PARTLY_WRONG:
+        return PARTLY_WRONG[chapter.slug]
+    wrongs = catalogue.load(chapter.reference).WRONG
+    picks = {}
+    for fn in (chapter.functions[0], chapter.functions[-1]):
+        picks[fn] = next(w.name for w in wrongs if w.function == fn)
+    return picks
+
+
 def _answers(chapter, wrong: dict[str, str]) -> dict[str, str]:
     ref = reference.load(chapter.reference)
     wrongs = {w.name: w for w in catalogue.load(chapter.reference).WRONG}
@@ -46,13 +57,15 @@ def _fill(released: dict, answers: dict[str, str]) -> dict:
     return nb
 
 
-def build(release_dir: Path) -> dict[tuple[str, str], dict]:
+def build(release_dir: Path, only: str | None = None) -> dict[tuple[str, str], dict]:
     subs = {}
     for ch in all_chapters():
+        if only and ch.slug != only:
+            continue
         released = json.loads((release_dir / ch.slug / f"{ch.slug}.ipynb").read_text())
         correct = _answers(ch, {})
         subs[("alice", ch.slug)] = _fill(released, correct)
-        subs[("bob", ch.slug)] = _fill(released, _answers(ch, PARTLY_WRONG[ch.slug]))
+        subs[("bob", ch.slug)] = _fill(released, _answers(ch, _partly_wrong(ch)))
         subs[("carol", ch.slug)] = copy.deepcopy(released)
         broken = _fill(released, correct)
         for cell in broken["cells"]:
@@ -60,7 +73,7 @@ def build(release_dir: Path) -> dict[tuple[str, str], dict]:
                 cell["source"] = "import attention_helpers  # only on Dave's laptop\n" + "".join(cell["source"])
                 break
         subs[("dave", ch.slug)] = broken
-        kind, fn = LOOPING[ch.slug]
+        kind, fn = LOOPING.get(ch.slug, ("call", ch.functions[-1]))
         looping = dict(correct)
         if kind == "cell":
             looping[fn] = correct[fn] + "\nwhile True:  # left over from debugging\n    pass\n"
@@ -70,8 +83,8 @@ def build(release_dir: Path) -> dict[tuple[str, str], dict]:
     return subs
 
 
-def write(release_dir: Path, root: Path) -> None:
-    for (student, slug), nb in build(release_dir).items():
+def write(release_dir: Path, root: Path, only: str | None = None) -> None:
+    for (student, slug), nb in build(release_dir, only).items():
         path = root / student / slug / f"{slug}.ipynb"
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(nb, indent=1, sort_keys=True, ensure_ascii=False) + "\n", encoding="utf-8")

@@ -1,15 +1,25 @@
-"""The registry of chapters that have graded exercises, in course order."""
+"""The registry of chapters that have graded exercises, in course order.
+
+Every module in this package that defines `chapter` is a chapter; adding a file is
+all it takes to register one.
+"""
 from __future__ import annotations
 
+import functools
 import importlib
+import pkgutil
 
 from ..framework import Chapter, Test
 
-MODULES = ["similarity", "toy_attention"]
 
-
-def all_chapters() -> list[Chapter]:
-    return [importlib.import_module(f"{__name__}.{m}").chapter for m in MODULES]
+@functools.cache
+def all_chapters() -> tuple[Chapter, ...]:
+    found = []
+    for info in pkgutil.iter_modules(__path__):
+        module = importlib.import_module(f"{__name__}.{info.name}")
+        if isinstance(getattr(module, "chapter", None), Chapter):
+            found.append(module.chapter)
+    return tuple(sorted(found, key=lambda c: c.slug))
 
 
 def chapter(slug: str) -> Chapter:

@@ -108,7 +108,7 @@ def as_result_array(value, name: str) -> np.ndarray:
 def describe(value) -> str:
     if isinstance(value, np.ndarray):
         return f"an array of shape {value.shape} and dtype {value.dtype}"
-    return f"a {type(value).__name__}"
+    return f"a {getattr(value, 'type_name', type(value).__name__)}"  # Unsupported names the real type
 
 
 def assert_shape(actual: np.ndarray, shape: tuple, what: str, hint: str = "") -> None:

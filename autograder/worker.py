@@ -76,6 +76,13 @@ def encode(value, blobs: list):
         return {"float": repr(float(value))} if isinstance(value, float) else {"int": str(int(value))}
     if isinstance(value, tuple):
         return {"tuple": [encode(v, blobs) for v in value]}
+    if isinstance(value, dict):
+        return {"dict": {str(k): encode(v, blobs) for k, v in value.items()}}
+    if isinstance(value, np.random.Generator):  # its exact state, so both sides draw the same numbers
+        state = value.bit_generator.state
+        if state.get("bit_generator") != "PCG64":
+            return {"unsupported": "Generator"}
+        return {"rng": json.loads(json.dumps(state))}
     if isinstance(value, list):
         try:  # a list of numbers is an array-like answer
             arr = np.asarray(value)
@@ -139,6 +146,14 @@ def decode(tree, blobs, torch_tensors=False):
         return tuple(decode(v, blobs, torch_tensors) for v in _items(tree["tuple"]))
     if "list" in tree:
         return [decode(v, blobs, torch_tensors) for v in _items(tree["list"])]
+    if "dict" in tree:
+        if not isinstance(tree["dict"], dict):
+            raise ValueError("malformed mapping")
+        return {str(k): decode(v, blobs, torch_tensors) for k, v in tree["dict"].items()}
+    if "rng" in tree:
+        rng = np.random.Generator(np.random.PCG64())
+        rng.bit_generator.state = tree["rng"]
+        return rng
     if "array" in tree:
         return _load_array(blobs, tree["array"])
     if "tensor" in tree:

@@ -4,8 +4,19 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-stamp
 JOBS   ?= 2
+# One BLAS thread per process: pytest-xdist and the grader already run processes side by side,
+# and oversubscribed OpenBLAS threads made some pages 10x slower on 2 cores.
+export OMP_NUM_THREADS ?= 1
+export OPENBLAS_NUM_THREADS ?= 1
 
-.PHONY: book test grade release serve validate clean
+.PHONY: book site-assets test grade release serve validate checkpoint clean
+
+# The widget manager, RequireJS and MathJax that the site serves itself (no public CDN):
+# npm installs package-lock.json's versions; the files pages need are copied to ASSETS,
+# which _ext/site_assets.py hands to Sphinx. Without npm the site uses the CDNs.
+NPM    ?= npm
+ASSETS := _build/site-assets/vendor
+HAVE_NPM := $(shell command -v $(NPM) 2>/dev/null)
 
 $(STAMP): requirements.txt pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -13,18 +24,42 @@ $(STAMP): requirements.txt pyproject.toml
 	$(PY) -m pip install --quiet --disable-pip-version-check --no-deps --no-build-isolation --config-settings editable_mode=compat -e .
 	@touch $(STAMP)
 
-book: $(STAMP)  ## build the website into _build/html
+book: $(STAMP) site-assets  ## build the website into _build/html
 	$(VENV)/bin/jupyter-book build . --warningiserror --nitpick --keep-going
 	@echo "\nThe book is built. Open _build/html/index.html, or run 'make serve'."
 
-test: $(STAMP)  ## run every test
-	$(PY) -m pytest -n $(JOBS) -q
+CDN_NOTE := the site will load the widget manager, RequireJS and MathJax from public CDNs, and the browser tests will skip
+site-assets:  ## install and stage the JavaScript the site serves itself (npm)
+	@if [ -z "$(HAVE_NPM)" ]; then \
+	  echo "*** npm not found: $(CDN_NOTE). Install Node.js and npm to serve them locally."; \
+	elif ! $(MAKE) --no-print-directory $(ASSETS)/.stamp; then \
+	  echo "*** npm could not install package-lock.json: $(CDN_NOTE)."; \
+	fi
+
+node_modules/.package-lock.json: package.json package-lock.json
+	$(NPM) ci --no-audit --no-fund --loglevel=error
+	@touch $@
+
+$(ASSETS)/.stamp: node_modules/.package-lock.json
+	rm -rf $(ASSETS)
+	mkdir -p $(ASSETS)/requirejs $(ASSETS)/html-manager $(ASSETS)/mathjax
+	cp node_modules/requirejs/require.js $(ASSETS)/requirejs/
+	cp node_modules/@jupyter-widgets/html-manager/dist/*.* $(ASSETS)/html-manager/
+	rm -f $(ASSETS)/html-manager/*.map
+	cd node_modules/mathjax/es5 && cp -r tex-mml-chtml.js input output ui a11y adaptors sre $(CURDIR)/$(ASSETS)/mathjax/
+	@touch $@
+
+test: $(STAMP) site-assets  ## run every test
+	$(PY) -m pytest -n $(JOBS) --dist loadgroup -q
 
 grade: $(STAMP)  ## grade the bundled sample submissions
 	$(PY) -m autograder grade --jobs $(JOBS)
 
 release: $(STAMP)  ## regenerate exercises/ (and the samples) from solutions/
 	$(PY) -m autograder release
+
+checkpoint: $(STAMP)  ## retrain the tiny GPT of chapter 5 (models/tiny-gpt.npz, a few CPU minutes)
+	$(PY) -m models.tiny_gpt
 
 validate: $(STAMP)  ## run every instructor notebook against its own tests
 	$(PY) -m autograder validate

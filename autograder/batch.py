@@ -228,8 +228,9 @@ tr.fail td:first-child{{color:#b00}}tr.pass td:first-child{{color:#070}}.error{{
 
 def summary(results: list[Result]) -> str:
     width = max([len(r.student) for r in results] + [7])
-    lines = [f"{'student':<{width}}  {'assignment':<18} {'score':>9}  note"]
+    aw = max([len(r.assignment) for r in results] + [10])
+    lines = [f"{'student':<{width}}  {'assignment':<{aw}} {'score':>9}  note"]
     for r in results:
         note = r.error or (r.cell_errors[0] if r.cell_errors else (r.notes[0] if r.notes else ""))
-        lines.append(f"{r.student:<{width}}  {r.assignment:<18} {r.score:>4g} / {r.max_score:<3}  {note[:90]}")
+        lines.append(f"{r.student:<{width}}  {r.assignment:<{aw}} {r.score:>4g} / {r.max_score:<3}  {note[:90]}")
     return "\n".join(lines)

@@ -72,8 +72,9 @@ class RemoteFunction:
                                    "replace `raise NotImplementedError()` with your code")
             if kind == "NameError" and f"'{self.name}'" in message:
                 raise CheckFailure(f"{self.name} is not defined", self.session.why_missing(self.name))
-            where = reply.get("where")
-            raise StudentError(kind, message.split(": ", 1)[-1] + (f" ({where})" if where else ""))
+            # No source location: the student's kernel can't add one the same way, and the
+            # verdict must read the same in both places.
+            raise StudentError(kind, message.split(": ", 1)[-1])
         try:
             return wire.decode(reply["result"], reply_blobs)
         except (ValueError, KeyError, TypeError) as err:

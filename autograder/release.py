@@ -13,8 +13,6 @@ import ast
 import os
 import sys
 import inspect
-import shutil
-import tempfile
 import textwrap
 from pathlib import Path
 

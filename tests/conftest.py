@@ -1,4 +1,5 @@
 import json
+import subprocess
 import sys
 from pathlib import Path
 
@@ -9,7 +10,7 @@ sys.path.insert(0, str(REPO))
 
 from autograder.sandbox import Limits, isolation_status  # noqa: E402
 
-FAST = Limits(cell_seconds=3, call_seconds=3, submission_seconds=30)
+FAST = Limits(cell_seconds=5, call_seconds=5, submission_seconds=60)
 
 
 @pytest.fixture(scope="session")
@@ -30,3 +31,15 @@ def write_nb(path: Path, nb) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(nb))
     return path
+
+
+@pytest.fixture(scope="session")
+def built_site(tmp_path_factory):
+    """Build the website once per test session (per xdist worker; `make test` groups the
+    tests that use it with --dist loadgroup): (the finished process, the html folder)."""
+    out_dir = tmp_path_factory.mktemp("site")
+    jb = Path(sys.executable).parent / "jupyter-book"
+    done = subprocess.run([str(jb), "build", str(REPO), "--path-output", str(out_dir),
+                           "--warningiserror", "--nitpick", "--keep-going"],
+                          capture_output=True, text=True, timeout=900)
+    return done, out_dir / "_build" / "html"

@@ -10,13 +10,14 @@ import time
 from autograder import cli, sandbox
 from autograder.batch import SAMPLES, Batch
 from conftest import FAST, REPO
-from test_grade_samples import EXPECTED
+from test_grade_samples import samples_subset
 
 
 def test_killed_mid_batch_then_resumed(sandboxed, tmp_path):
+    samples, EXPECTED = samples_subset(tmp_path)
     work = tmp_path / "work"
-    proc = subprocess.Popen([sys.executable, "-m", "autograder", "grade", str(SAMPLES), "--work", str(work),
-                             "--jobs", "1", "--cell-timeout", "3", "--call-timeout", "3"],
+    proc = subprocess.Popen([sys.executable, "-m", "autograder", "grade", str(samples), "--work", str(work),
+                             "--jobs", "1", "--cell-timeout", "5", "--call-timeout", "5"],
                             cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 120
     while time.time() < deadline and len(list((work / "state").rglob("*.json"))) < 3:
@@ -26,7 +27,7 @@ def test_killed_mid_batch_then_resumed(sandboxed, tmp_path):
     finished = len(list((work / "state").rglob("*.json")))
     assert 3 <= finished < len(EXPECTED), "the batch should have been killed part-way"
     messages = []
-    results = Batch(SAMPLES, work, FAST, True, jobs=2, out=messages.append).run()
+    results = Batch(samples, work, FAST, True, jobs=2, out=messages.append).run()
     assert {(r.student, r.assignment): r.score for r in results} == EXPECTED
     assert any(f"{finished} submission(s) unchanged" in m for m in messages), messages
     assert sqlite3.connect(work / "gradebook.db").execute("pragma integrity_check").fetchone() == ("ok",)
@@ -35,9 +36,10 @@ def test_killed_mid_batch_then_resumed(sandboxed, tmp_path):
 
 
 def test_force_regrades_everything(sandboxed, tmp_path):
-    Batch(SAMPLES, tmp_path, FAST, True, jobs=2, out=lambda s: None).run()
+    samples, _ = samples_subset(tmp_path, ("01-similarity",))
+    Batch(samples, tmp_path, FAST, True, jobs=2, out=lambda s: None).run()
     messages = []
-    Batch(SAMPLES, tmp_path, FAST, True, jobs=2, force=True, out=messages.append).run()
+    Batch(samples, tmp_path, FAST, True, jobs=2, force=True, out=messages.append).run()
     assert not any("unchanged" in m for m in messages)
 
 
@@ -50,10 +52,12 @@ def test_require_sandbox_refuses_without_isolation(monkeypatch, tmp_path, capsys
 
 
 def test_without_isolation_grading_still_works_and_warns(monkeypatch, tmp_path, capsys):
+    samples, EXPECTED = samples_subset(tmp_path)
     monkeypatch.setattr(sandbox, "isolation_status", lambda: (False, "no bubblewrap (simulated)"))
-    code = cli.main(["grade", str(SAMPLES), "--work", str(tmp_path), "--jobs", "2",
-                     "--cell-timeout", "3", "--call-timeout", "3"])
+    code = cli.main(["grade", str(samples), "--work", str(tmp_path / "work"), "--jobs", "2",
+                     "--cell-timeout", "5", "--call-timeout", "5"])
     out = capsys.readouterr().out
     assert code == 0 and "WITHOUT a kernel sandbox" in out
-    rows = {(r["student"], r["assignment"]): float(r["score"]) for r in csv.DictReader(open(tmp_path / "grades.csv"))}
+    rows = {(r["student"], r["assignment"]): float(r["score"])
+            for r in csv.DictReader(open(tmp_path / "work" / "grades.csv"))}
     assert rows == EXPECTED

@@ -2,7 +2,6 @@
 import subprocess
 import sys
 
-from autograder import catalogue
 from conftest import REPO, released, write_nb
 from autograder.samples import _answers, _fill
 from autograder.chapters import chapter

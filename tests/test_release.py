@@ -1,8 +1,6 @@
 """The student notebooks are generated, up to date, and give nothing away."""
 import json
 import shutil
-import subprocess
-import sys
 
 import nbformat
 import pytest

@@ -1,0 +1,1 @@
+"""Small models the book needs, produced by the course's own training code."""

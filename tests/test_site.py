@@ -1,0 +1,332 @@
+"""The built website in a real browser (Debian's Chromium driven by Playwright).
+
+The site is built once per session (the `built_site` fixture), served from 127.0.0.1,
+and every request to any other host is aborted, so the pages must work offline. For
+every page of _toc.yml, at desktop and phone widths: no console error, no failed
+request, every image loads, math is typeset, the navigation lists every chapter,
+DOMContentLoaded comes within 2 s; explorers react to their controls; exercise pages
+have launch buttons; notebook pages offer their .ipynb. Full-page screenshots (and
+dark-mode ones) and a table of page weights and load times go to test-artifacts/.
+"""
+import functools
+import http.server
+import json
+import threading
+from pathlib import Path
+from urllib.parse import urlparse
+
+import pytest
+import yaml
+
+from conftest import REPO
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--no-first-run"]
+ARTIFACTS = REPO / "test-artifacts"
+DESKTOP = {"width": 1280, "height": 900}
+PHONE = {"width": 390, "height": 844}
+DCL_LIMIT_MS = 2000
+
+try:
+    from playwright.sync_api import sync_playwright
+except ImportError:                      # pragma: no cover
+    sync_playwright = None
+
+pytestmark = [
+    pytest.mark.xdist_group("site"),     # one build per session, shared with test_book.py
+    pytest.mark.skipif(
+        sync_playwright is None or not CHROMIUM.exists(),
+        reason="browser tests need Debian's Chromium and Playwright's Python package: "
+               "`apt-get install chromium` (.ci/run does it) and `pip install -r requirements.txt`"
+               " (never `playwright install`)"),
+]
+
+
+def toc_pages():
+    """Every document of _toc.yml, in order: the root, then chapters and their sections."""
+    toc = yaml.safe_load((REPO / "_toc.yml").read_text())
+    pages = [toc["root"]]
+
+    def walk(entries):
+        for entry in entries:
+            if "file" in entry:
+                pages.append(entry["file"])
+            walk(entry.get("sections", []))
+
+    for part in toc.get("parts", []):
+        walk(part.get("chapters", []))
+    walk(toc.get("chapters", []))
+    return pages
+
+
+PAGES = toc_pages()
+
+
+# ---------------------------------------------------------------------------
+# Fixtures: the site, a local server, a browser; metrics collected per page.
+# ---------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def site(built_site):
+    out, html = built_site
+    if out.returncode != 0:
+        pytest.fail("the site did not build (see test_book.py):\n" + out.stdout[-2000:])
+    if not all((html / "vendor" / f).is_file() for f in (
+            "requirejs/require.js", "html-manager/embed-amd.js", "mathjax/tex-mml-chtml.js")):
+        pytest.skip("the site loads its JavaScript from public CDNs (npm was missing when it "
+                    "was built): install npm and run `make site-assets` to run the browser tests")
+    return html
+
+
+@pytest.fixture(scope="module")
+def server(site):
+    handler = functools.partial(QuietHandler, directory=str(site))
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{httpd.server_address[1]}"
+    httpd.shutdown()
+    httpd.server_close()
+
+
+class QuietHandler(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture(scope="module")
+def browser():
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        yield b
+        b.close()
+
+
+@pytest.fixture(scope="module")
+def metrics():
+    """Load time and weight of every page, printed and saved when the module ends."""
+    rows = {}
+    yield rows
+    if not rows:
+        return
+    ARTIFACTS.mkdir(exist_ok=True)
+    (ARTIFACTS / "site-metrics.json").write_text(json.dumps(rows, indent=1))
+    width = max(len(k) for k in rows)
+    lines = [f"{'page':<{width}}  {'DOMContentLoaded':>16}  {'load':>7}  {'weight':>9}  requests"]
+    for name, r in rows.items():
+        lines.append(f"{name:<{width}}  {r['dcl_ms']:>13.0f} ms  {r['load_ms']:>4.0f} ms  "
+                     f"{r['bytes'] / 1024:>6.0f} KB  {r['requests']:>8}")
+    slowest = max(rows, key=lambda k: rows[k]["dcl_ms"])
+    heaviest = max(rows, key=lambda k: rows[k]["bytes"])
+    lines.append(f"slowest page: {slowest} ({rows[slowest]['dcl_ms']:.0f} ms to DOMContentLoaded);"
+                 f" heaviest page: {heaviest} ({rows[heaviest]['bytes'] / 1024:.0f} KB)")
+    print("\n" + "\n".join(lines))
+
+
+class Visit:
+    """A page opened in a fresh browser context (cold cache, so the weight is complete),
+    with everything that went wrong recorded."""
+
+    def __init__(self, browser, server, path, viewport, dark=False):
+        self.host = urlparse(server).netloc
+        self.context = browser.new_context(viewport=viewport,
+                                           color_scheme="dark" if dark else "light")
+        self.errors, self.failed, self.external = [], [], []
+        self.context.route("**/*", self._route)
+        self.page = self.context.new_page()
+        self.page.on("console", lambda m: m.type == "error" and self.errors.append(m.text))
+        self.page.on("pageerror", lambda e: self.errors.append(f"uncaught: {e}"))
+        self.page.on("requestfailed", lambda r: self.failed.append(f"{r.url} ({r.failure})"))
+        self.page.on("response", lambda r: r.status >= 400 and self.failed.append(
+            f"{r.url} (HTTP {r.status})"))
+        self.page.goto(f"{server}/{path}", wait_until="load")
+        self.page.wait_for_load_state("networkidle")
+
+    def _route(self, route):
+        if urlparse(route.request.url).netloc == self.host:
+            route.continue_()
+        else:
+            self.external.append(route.request.url)
+            route.abort()
+
+    def timing(self):
+        return self.page.evaluate("""() => {
+            const nav = performance.getEntriesByType('navigation')[0];
+            const res = performance.getEntriesByType('resource');
+            return {dcl_ms: nav.domContentLoadedEventEnd - nav.startTime,
+                    load_ms: nav.loadEventEnd - nav.startTime,
+                    bytes: nav.transferSize + res.reduce((s, r) => s + r.transferSize, 0),
+                    requests: 1 + res.length};
+        }""")
+
+    def wait_for_math(self):
+        """Wait for MathJax to finish; the number of typeset formulas and of math sources."""
+        has_math = self.page.evaluate("() => document.querySelectorAll('.math').length")
+        if not has_math:
+            return 0, 0
+        self.page.wait_for_function("() => window.MathJax && MathJax.startup && MathJax.startup.promise")
+        typeset = self.page.evaluate(
+            "() => MathJax.startup.promise.then(() => document.querySelectorAll('mjx-container').length)")
+        return typeset, has_math
+
+    def screenshot(self, name):
+        ARTIFACTS.joinpath("screenshots").mkdir(parents=True, exist_ok=True)
+        self.page.screenshot(path=str(ARTIFACTS / "screenshots" / f"{name}.png"), full_page=True)
+
+    def close(self):
+        self.context.close()
+
+    def assert_clean(self):
+        assert not self.external, f"requests to other hosts: {self.external}"
+        assert not self.failed, f"failed requests: {self.failed}"
+        assert not self.errors, f"console errors: {self.errors}"
+
+
+def html_path(doc):
+    return "index.html" if doc is None else f"{doc}.html"
+
+
+def shot_name(doc, suffix):
+    return doc.replace("/", "-").replace("exercises-", "ex-") + "-" + suffix
+
+
+# ---------------------------------------------------------------------------
+# Every page, at two widths.
+# ---------------------------------------------------------------------------
+
+@pytest.mark.parametrize("doc", PAGES)
+def test_page(browser, server, site, metrics, doc):
+    visit = Visit(browser, server, html_path(doc), DESKTOP)
+    try:
+        page = visit.page
+        timing = visit.timing()
+        metrics[doc] = timing
+        typeset, sources = visit.wait_for_math()
+        assert typeset >= sources, f"MathJax typeset {typeset} of {sources} formulas"
+        if sources:
+            assert page.locator("mjx-container").count() > 0
+        visit.screenshot(shot_name(doc, "desktop"))   # scrolls through the page: images load
+        broken = page.evaluate("""() => Array.from(document.images)
+            .filter(i => !i.complete || i.naturalWidth === 0).map(i => i.src)""")
+        assert not broken, f"images that did not load: {broken}"
+        missing_alt = page.evaluate("""() => Array.from(document.querySelectorAll(
+            'article img')).filter(i => !i.alt).map(i => i.src)""")
+        assert not missing_alt, f"images without alt text: {missing_alt}"
+
+        # The left navigation lists every chapter of _toc.yml.
+        hrefs = page.evaluate("""() => Array.from(document.querySelectorAll(
+            '.bd-sidebar-primary a')).map(a => new URL(a.href).pathname)""")
+        for other in PAGES[1:]:
+            assert any(h.endswith(f"/{other}.html") for h in hrefs), f"navigation lacks {other}"
+
+        # Previous / next links.
+        prev_next = page.locator(".prev-next-area a").count()
+        assert prev_next >= (1 if doc in (PAGES[0], PAGES[-1]) else 2), "previous/next links"
+
+        download = page.locator('.dropdown-download-buttons a[href$=".ipynb"]')
+        if doc.startswith(("exercises/", "book/0", "book/explorers")):
+            assert download.count() > 0, "the download button offers no .ipynb"
+            url = download.first.evaluate("a => a.href")
+            assert urlparse(url).netloc == urlparse(server).netloc, url
+            reply = page.request.get(url)
+            assert reply.ok and "cells" in reply.json(), url
+        if doc.startswith("exercises/"):
+            launch = page.locator('a[href*="colab.research.google.com"], a[href*="mybinder.org"]')
+            assert launch.count() > 0, "the exercise page shows no launch button"
+        assert timing["dcl_ms"] < DCL_LIMIT_MS, f"DOMContentLoaded after {timing['dcl_ms']:.0f} ms"
+        visit.assert_clean()
+    finally:
+        visit.close()
+
+    phone = Visit(browser, server, html_path(doc), PHONE)
+    try:
+        phone.wait_for_math()
+        phone.screenshot(shot_name(doc, "phone"))
+        overflow = phone.page.evaluate("""() => {
+            const width = document.documentElement.clientWidth;
+            const wide = Array.from(document.querySelectorAll('article *')).filter(e =>
+                e.getBoundingClientRect().right > width + 1 && !e.closest(
+                    'pre, .highlight, .pst-scrollable-table-container, .table-wrapper, mjx-container, .explorer-frame'));
+            return {excess: document.documentElement.scrollWidth - width,
+                    culprits: wide.slice(0, 5).map(e => e.tagName + '.' + e.className)};
+        }""")
+        assert overflow["excess"] <= 1, f"the page is wider than a phone's screen: {overflow}"
+        phone.assert_clean()
+    finally:
+        phone.close()
+
+
+@pytest.mark.parametrize("doc", [d for d in PAGES if d.startswith("book/0")] + ["book/explorers-gallery"])
+def test_dark_mode(browser, server, site, doc):
+    """Dark mode (the theme follows the system's preference): screenshots for a look."""
+    visit = Visit(browser, server, html_path(doc), DESKTOP, dark=True)
+    try:
+        assert visit.page.evaluate("() => document.documentElement.dataset.theme") == "dark"
+        visit.wait_for_math()
+        visit.screenshot(shot_name(doc, "dark"))
+        visit.assert_clean()
+    finally:
+        visit.close()
+
+
+# ---------------------------------------------------------------------------
+# Explorers react to their controls; search works.
+# ---------------------------------------------------------------------------
+
+def visible_frame_text(explorer):
+    return explorer.evaluate("""e => Array.from(e.querySelectorAll('.explorer-frame'))
+        .filter(f => f.offsetParent !== null).map(f => f.innerText).join('\\n')""")
+
+
+def explorer_pages():
+    return [d for d in PAGES if (REPO / f"{d}.md").is_file()
+            and "explorer(" in (REPO / f"{d}.md").read_text()]
+
+
+@pytest.mark.parametrize("doc", explorer_pages())
+def test_explorers_react(browser, server, site, doc):
+    visit = Visit(browser, server, html_path(doc), DESKTOP)
+    try:
+        page = visit.page
+        explorers = page.locator(".explorer")
+        page.wait_for_selector(".explorer .explorer-frame", timeout=10_000)
+        assert explorers.count() > 0, "no explorer rendered"
+        for i in range(explorers.count()):
+            explorer = explorers.nth(i)
+            explorer.scroll_into_view_if_needed()
+            before = visible_frame_text(explorer)
+            assert before.strip(), f"explorer {i} shows nothing"
+            # Move every visible slider one step with the keyboard, as a reader could.
+            handles = explorer.locator(".noUi-handle")
+            moved = 0
+            for h in range(handles.count()):
+                if handles.nth(h).is_visible():
+                    handles.nth(h).focus()
+                    handles.nth(h).press("ArrowRight")
+                    moved += 1
+                    after = visible_frame_text(explorer)
+                    assert after != before, f"explorer {i}: the slider changed nothing"
+                    before = after
+            assert moved, f"explorer {i} has no visible slider"
+            # Toggle buttons (mode, token, mask) switch what is shown too.
+            buttons = explorer.locator(".widget-toggle-button")
+            if buttons.count() > 1:
+                buttons.nth(1).click()
+                assert visible_frame_text(explorer) != before, f"explorer {i}: buttons changed nothing"
+        page.evaluate("() => document.activeElement && document.activeElement.blur()")
+        visit.screenshot(shot_name(doc, "explorers-moved"))
+        visit.assert_clean()
+    finally:
+        visit.close()
+
+
+def test_search_finds_softmax(browser, server, site):
+    visit = Visit(browser, server, "search.html?q=softmax", DESKTOP)
+    try:
+        visit.page.wait_for_selector("#search-results ul.search li", timeout=10_000)
+        found = visit.page.locator("#search-results ul.search li a").all_inner_texts()
+        assert any("similarity" in t.lower() for t in found), found
+        visit.assert_clean()
+    finally:
+        visit.close()

@@ -543,45 +543,48 @@ def _compare_blocks(fn, ref_fn, name, cases, hint):
         assert_close(out, ref_fn(x, p, n_heads), what, hint, **(_F32 if dtype == np.float32 else {}))
 
 
-@test("transformer_block_random", "transformer_block", hidden=True)
-def transformer_block_random(transformer_block, ref):
-    """Random weights and inputs, batch dims, 2 and 4 heads, float64 and float32."""
-    rng = rng_for("transformer_block_random")
+def _random_cases(grade_id):
+    """Random weights and inputs: batch dims, 2 and 4 heads, float64 and float32."""
+    rng = rng_for(grade_id)
     cases = []
     for dtype in (np.float64, np.float32):
         for shape, heads in [((6, 8), 2), ((2, 5, 8), 4), ((3, 7, 16), 2)]:
             cases.append((rng.standard_normal(shape).astype(dtype), _random_params(rng, shape[-1], dtype), heads))
-    _compare_blocks(transformer_block, ref.transformer_block, "transformer_block", cases, SEQ_HINT)
+    return cases
+
+
+def _edge_cases(grade_id):
+    """One token, one head, one feature per head, a large residual stream."""
+    rng = rng_for(grade_id)
+    return [(rng.standard_normal((1, 8)), _random_params(rng, 8, np.float64), 2),
+            (rng.standard_normal((4, 8)), _random_params(rng, 8, np.float64), 1),
+            (rng.standard_normal((2, 4, 8)), _random_params(rng, 8, np.float64), 8),
+            (100 * rng.standard_normal((5, 8)), _random_params(rng, 8, np.float64), 2)]
+
+
+@test("transformer_block_random", "transformer_block", hidden=True)
+def transformer_block_random(transformer_block, ref):
+    """Random weights and inputs, batch dims, 2 and 4 heads, float64 and float32."""
+    _compare_blocks(transformer_block, ref.transformer_block, "transformer_block",
+                    _random_cases("transformer_block_random"), SEQ_HINT)
 
 
 @test("transformer_block_edge", "transformer_block", hidden=True)
 def transformer_block_edge(transformer_block, ref):
     """One token, one head, one feature per head, a large residual stream."""
-    rng = rng_for("transformer_block_edge")
-    cases = [(rng.standard_normal((1, 8)), _random_params(rng, 8, np.float64), 2),
-             (rng.standard_normal((4, 8)), _random_params(rng, 8, np.float64), 1),
-             (rng.standard_normal((2, 4, 8)), _random_params(rng, 8, np.float64), 8),
-             (100 * rng.standard_normal((5, 8)), _random_params(rng, 8, np.float64), 2)]
-    _compare_blocks(transformer_block, ref.transformer_block, "transformer_block", cases, STREAM_HINT)
+    _compare_blocks(transformer_block, ref.transformer_block, "transformer_block",
+                    _edge_cases("transformer_block_edge"), STREAM_HINT)
 
 
 @test("parallel_block_random", "parallel_block", hidden=True)
 def parallel_block_random(parallel_block, ref):
     """Random weights and inputs, batch dims, 2 and 4 heads, float64 and float32."""
-    rng = rng_for("parallel_block_random")
-    cases = []
-    for dtype in (np.float64, np.float32):
-        for shape, heads in [((6, 8), 2), ((2, 5, 8), 4), ((3, 7, 16), 2)]:
-            cases.append((rng.standard_normal(shape).astype(dtype), _random_params(rng, shape[-1], dtype), heads))
-    _compare_blocks(parallel_block, ref.parallel_block, "parallel_block", cases, PAR_SEQ_HINT)
+    _compare_blocks(parallel_block, ref.parallel_block, "parallel_block",
+                    _random_cases("parallel_block_random"), PAR_SEQ_HINT)
 
 
 @test("parallel_block_edge", "parallel_block", hidden=True)
 def parallel_block_edge(parallel_block, ref):
     """One token, one head, one feature per head, a large residual stream."""
-    rng = rng_for("parallel_block_edge")
-    cases = [(rng.standard_normal((1, 8)), _random_params(rng, 8, np.float64), 2),
-             (rng.standard_normal((4, 8)), _random_params(rng, 8, np.float64), 1),
-             (rng.standard_normal((2, 4, 8)), _random_params(rng, 8, np.float64), 8),
-             (100 * rng.standard_normal((5, 8)), _random_params(rng, 8, np.float64), 2)]
-    _compare_blocks(parallel_block, ref.parallel_block, "parallel_block", cases, PAR_LN2_HINT)
+    _compare_blocks(parallel_block, ref.parallel_block, "parallel_block",
+                    _edge_cases("parallel_block_edge"), PAR_LN2_HINT)

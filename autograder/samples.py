@@ -15,8 +15,6 @@ from . import catalogue, reference
 from .chapters import all_chapters
 from .notebooks import grade_id
 
-HERE = Path(__file__).resolve().parent / "samples" / "submitted"
-
 # What each sample student did, per chapter: function -> wrong implementation name.
 PARTLY_WRONG = {
     "01-similarity": {"softmax": "unstable", "embed": "negative_ids_wrap"},

@@ -263,8 +263,7 @@ def serve(inp: int, out: int) -> None:
                 reply = {"ok": True, "result": encode(result, reply_blobs)}
             except BaseException as exc:
                 reply_blobs = []
-                reply = {"ok": False, "error_type": type(exc).__name__,
-                         "error": _error_text(exc), "where": _where(exc)}
+                reply = {"ok": False, "error_type": type(exc).__name__, "error": _error_text(exc)}
             _flush()
             send_message(out, reply, reply_blobs)
         elif op == "defined":

@@ -54,11 +54,15 @@ class Test:
 class Chapter:
     """A chapter's graded tests, keyed by the grade_id of their notebook cell."""
 
-    def __init__(self, slug: str, reference: str, functions: list[str], provided: list[str] = ()):
+    def __init__(self, slug: str, reference: str, functions: list[str], provided: list[str] = (),
+                 helpers: list[str] = ()):
         self.slug = slug
         self.reference = reference      # module name under solutions.reference
         self.functions = list(functions)  # graded functions, in notebook order
         self.provided = list(provided)    # reference functions given to students read-only
+        # Answer cells graded only through the functions that use them (Triton kernels,
+        # an autograd.Function): the student writes them, the reference fills them in.
+        self.helpers = list(helpers)
         self.tests: dict[str, Test] = {}
 
     def test(self, grade_id: str, function: str, points: int = 1, hidden: bool = False):
@@ -163,6 +167,39 @@ def assert_close(actual, expected: np.ndarray, what: str, hint: str = "",
             f"{what}: {int((~close).sum())} of {close.size} values differ "
             f"(at index {idx}: got {a[idx]:.6g}, expected {e[idx]:.6g}; max error {np.nanmax(err):.3g})",
             hint)
+
+
+# Relative-norm tolerances for kernels: ||actual - expected|| / ||expected|| at most this.
+REL_TOL = {"float64": 1e-9, "float32": 1e-5, "float16": 5e-3, "bfloat16": 2e-2}
+
+
+def relative_error(actual: np.ndarray, expected: np.ndarray) -> float:
+    a, e = actual.astype(np.float64), expected.astype(np.float64)
+    return float(np.linalg.norm(a - e) / max(np.linalg.norm(e), 1e-300))
+
+
+def assert_rel_close(actual, expected, what: str, hint: str = "", dtype: str = "float32",
+                     tol: float | None = None) -> None:
+    """Shape, NaN/inf, then the relative norm of the error at `dtype`'s tolerance.
+
+    The norm, not elementwise closeness: low-precision kernels round every entry a little,
+    and what matters is that the whole result is right to the precision of its inputs.
+    """
+    actual = as_result_array(actual, what)
+    expected = np.asarray(expected, dtype=np.float64)
+    assert_shape(actual, expected.shape, what)
+    if actual.dtype.kind == "f" and not np.isfinite(actual).all():
+        kind = "NaN" if np.isnan(actual).any() else "inf"
+        raise CheckFailure(f"{what}: {int((~np.isfinite(actual)).sum())} entries are {kind}",
+                           hint or "look for exp of large numbers, 0/0 or log(0), or reads past the end")
+    tol = REL_TOL[dtype] if tol is None else tol
+    err = relative_error(actual, expected)
+    if not err <= tol:
+        bad = np.abs(actual.astype(np.float64) - expected)
+        idx = tuple(int(i) for i in np.unravel_index(int(np.argmax(bad)), bad.shape))
+        raise CheckFailure(f"{what}: relative error {err:.2g}, tolerance {tol:g} for {dtype} "
+                           f"(worst at index {idx}: got {float(actual[idx]):.6g}, "
+                           f"expected {float(expected[idx]):.6g})", hint)
 
 
 def assert_values_close(actual, expected, what: str, hint: str = "", **kw) -> None:

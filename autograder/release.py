@@ -25,9 +25,15 @@ from .framework import Chapter
 REPO = reference.REPO
 
 
+def source_of(fn) -> str:
+    """A function's source, decorators included (a Triton kernel keeps its Python function
+    in `.fn`; a class is its own source)."""
+    return textwrap.dedent(inspect.getsource(getattr(fn, "fn", fn))).rstrip("\n")
+
+
 def answer_source(fn) -> str:
-    """The function with its body wrapped in nbgrader's solution markers."""
-    src = textwrap.dedent(inspect.getsource(fn)).rstrip("\n")
+    """The function (or class) with its body wrapped in nbgrader's solution markers."""
+    src = source_of(fn)
     lines = src.split("\n")
     node = ast.parse(src).body[0]
     first = node.body[0]
@@ -40,8 +46,7 @@ def answer_source(fn) -> str:
 
 
 def provided_source(fn) -> str:
-    return ("# Given (read-only): generated from the reference implementation.\n" +
-            textwrap.dedent(inspect.getsource(fn)).rstrip("\n"))
+    return "# Given (read-only): generated from the reference implementation.\n" + source_of(fn)
 
 
 def test_source(chapter: Chapter, grade_id: str) -> str:
@@ -65,7 +70,7 @@ def sync(chapter: Chapter, nb) -> None:
         gid = meta.get("grade_id")
         if not gid:
             continue
-        if meta.get("solution") and gid in chapter.functions:
+        if meta.get("solution") and (gid in chapter.functions or gid in chapter.helpers):
             cell.source = answer_source(getattr(ref, gid))
         elif meta.get("grade") and gid in chapter.tests:
             cell.source = test_source(chapter, gid)
@@ -73,7 +78,7 @@ def sync(chapter: Chapter, nb) -> None:
         elif gid.startswith("provided_") and gid[len("provided_"):] in chapter.provided:
             cell.source = provided_source(getattr(ref, gid[len("provided_"):]))
         seen.add(gid)
-    missing = (set(chapter.functions) | set(chapter.tests)) - seen
+    missing = (set(chapter.functions) | set(chapter.helpers) | set(chapter.tests)) - seen
     if missing:
         raise ValueError(f"{chapter.slug}: the instructor notebook lacks cells for {sorted(missing)}")
 

@@ -6,14 +6,13 @@ catalogue (so they never drift), by `python -m autograder release`.
 from __future__ import annotations
 
 import copy
-import inspect
 import json
-import textwrap
 from pathlib import Path
 
 from . import catalogue, reference
 from .chapters import all_chapters
 from .notebooks import grade_id
+from .release import source_of
 
 # What each sample student did, per chapter: function -> wrong implementation name.
 PARTLY_WRONG = {
@@ -38,11 +37,11 @@ def _answers(chapter, wrong: dict[str, str]) -> dict[str, str]:
     ref = reference.load(chapter.reference)
     wrongs = {w.name: w for w in catalogue.load(chapter.reference).WRONG}
     out = {}
-    for fn in chapter.functions:
+    for fn in chapter.helpers + chapter.functions:
         if fn in wrong:
             out[fn] = wrongs[wrong[fn]].source.strip() + "\n"
         else:
-            out[fn] = textwrap.dedent(inspect.getsource(getattr(ref, fn)))
+            out[fn] = source_of(getattr(ref, fn)) + "\n"
     return out
 
 

@@ -119,6 +119,7 @@ def _bwrap_prefix(scratch: Path, limits: Limits, uid: int = 65534) -> list[str]:
              "--setenv", "HOME", "/scratch", "--setenv", "PATH", "/usr/bin:/bin",
              "--setenv", "MPLBACKEND", "Agg", "--setenv", "MPLCONFIGDIR", "/tmp",
              "--setenv", "OMP_NUM_THREADS", "1", "--setenv", "PYTHONDONTWRITEBYTECODE", "1",
+             "--setenv", "TRITON_INTERPRET", "1", "--setenv", "TRITON_CACHE_DIR", "/scratch/.triton",
              "--setenv", "WORKER_OUTPUT", "/scratch/.output"]
     if os.geteuid() == 0:
         # Drop to a real unprivileged user, so process limits count only the sandbox.
@@ -176,7 +177,8 @@ class Worker:
             cmd = [sys.executable, "-I", str(WORKER_FILE)]
             env = {"PATH": "/usr/bin:/bin", "HOME": str(self.scratch), "MPLBACKEND": "Agg",
                    "OMP_NUM_THREADS": "1", "WORKER_OUTPUT": str(self.scratch / ".output"),
-                   "PYTHONDONTWRITEBYTECODE": "1"}
+                   "PYTHONDONTWRITEBYTECODE": "1", "TRITON_INTERPRET": "1",
+                   "TRITON_CACHE_DIR": str(self.scratch / ".triton")}
         self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                      stderr=subprocess.DEVNULL, cwd=self.scratch, env=env,
                                      preexec_fn=_set_limits(self.limits), close_fds=True)

@@ -96,6 +96,11 @@ def encode(value, blobs: list):
         dtype = str(tensor.dtype).replace("torch.", "")
         if dtype == "bfloat16":  # numpy has no bfloat16: float32 holds it exactly
             tensor = tensor.float()
+        # A last-two-axes transpose keeps its layout (kernels must reject non-contiguous
+        # inputs, so tests send some); any other layout arrives contiguous.
+        if tensor.dim() >= 2 and not tensor.is_contiguous() and tensor.transpose(-1, -2).is_contiguous():
+            return {"tensor": _add_array(tensor.transpose(-1, -2).numpy(), blobs), "dtype": dtype,
+                    "layout": "transposed"}
         return {"tensor": _add_array(np.array(tensor.numpy(), copy=True), blobs), "dtype": dtype}
     if isinstance(value, np.generic):
         return encode(np.asarray(value), blobs)
@@ -131,7 +136,7 @@ def decode(tree, blobs, torch_tensors=False):
     """Rebuild a value from `encode`'s tree; strict, since the other side may lie."""
     import numpy as np
 
-    if not isinstance(tree, dict) or len(tree) not in (1, 2):
+    if not isinstance(tree, dict) or len(tree) not in (1, 2, 3):
         raise ValueError("malformed value")
     if "py" in tree:
         value = tree["py"]
@@ -163,7 +168,8 @@ def decode(tree, blobs, torch_tensors=False):
             return arr
         import torch
         t = torch.from_numpy(arr)
-        return t.to(getattr(torch, dtype)) if hasattr(torch, dtype) else t
+        t = t.to(getattr(torch, dtype)) if isinstance(getattr(torch, dtype, None), torch.dtype) else t
+        return t.transpose(-1, -2) if tree.get("layout") == "transposed" and t.dim() >= 2 else t
     if "unsupported" in tree:
         return Unsupported(str(tree["unsupported"])[:100])
     raise ValueError("malformed value")

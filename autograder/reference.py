@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import sys
 from pathlib import Path
 
 from .framework import CheckFailure
@@ -22,5 +23,6 @@ def load(module: str):
                            "hidden tests run only where solutions/ is available")
     spec = importlib.util.spec_from_file_location(f"_reference_{module}", path)
     mod = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = mod  # inspect finds a class's source through sys.modules
     spec.loader.exec_module(mod)
     return mod

@@ -17,7 +17,9 @@ SCORES = {
     "04-transformer-block": (15, 6, 0, 0, 12),
     "05-gpt-numpy": (12, 6, 0, 3, 9),
     "06-decoding": (15, 7, 0, 0, 12),
+    "12-triton-basics": (9, 3, 0, 0, 6),
     "13-flash-attention-1": (12, 6, 0, 0, 9),
+    "14-flash-attention-2": (12, 6, 0, 0, 6),
 }
 STUDENTS = ("alice", "bob", "carol", "dave", "erin")
 EXPECTED = {(st, slug): score for slug, scores in SCORES.items() for st, score in zip(STUDENTS, scores)}

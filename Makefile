@@ -50,7 +50,9 @@ $(ASSETS)/.stamp: node_modules/.package-lock.json
 	@touch $@
 
 test: $(STAMP) site-assets  ## run every test
-	$(PY) -m pytest -n $(JOBS) --dist loadgroup -q
+	$(PY) -m pytest -n $(JOBS) --dist loadgroup -q --durations=10 --ignore=tests/test_site.py
+	@# The browser tests time page loads: they run alone, with no other test loading the CPU.
+	$(PY) -m pytest -q -p no:xdist tests/test_site.py
 
 grade: $(STAMP)  ## grade the bundled sample submissions
 	$(PY) -m autograder grade --jobs $(JOBS)

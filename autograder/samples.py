@@ -36,11 +36,11 @@ def _partly_wrong(chapter) -> dict[str, str]:
 
 def _answers(chapter, wrong: dict[str, str]) -> dict[str, str]:
     ref = reference.load(chapter.reference)
-    wrongs = {w.name: w for w in catalogue.load(chapter.reference).WRONG}
+    wrongs = {(w.function, w.name): w for w in catalogue.load(chapter.reference).WRONG}
     out = {}
     for fn in chapter.helpers + chapter.functions:
         if fn in wrong:
-            out[fn] = wrongs[wrong[fn]].source.strip() + "\n"
+            out[fn] = wrongs[(fn, wrong[fn])].source.strip() + "\n"
         else:
             out[fn] = source_of(getattr(ref, fn)) + "\n"
     return out

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import os
 from typing import Callable
 
 import numpy as np
@@ -168,6 +169,34 @@ def assert_close(actual, expected: np.ndarray, what: str, hint: str = "",
             f"{what}: {int((~close).sum())} of {close.size} values differ "
             f"(at index {idx}: got {a[idx]:.6g}, expected {e[idx]:.6g}; max error {np.nanmax(err):.3g})",
             hint)
+
+
+# ---------------------------------------------------------------- torch, for the kernel chapters
+
+class _LazyTorch:
+    """`torch`, imported on first use: every check module is imported whenever any chapter is
+    checked, and the NumPy chapters should not pay a second or more for torch."""
+
+    def __getattr__(self, name):
+        import torch
+        return getattr(torch, name)
+
+
+torch = _LazyTorch()
+
+
+def tensor_device() -> str:
+    """Where kernel tests put their tensors: a GPU when this process compiles kernels for one,
+    else the CPU. The grader's sandbox always runs the interpreter on the CPU; in a student's
+    own kernel on a GPU machine, the tensors go straight to the student's code there."""
+    if os.environ.get("TRITON_INTERPRET") != "1" and torch.cuda.is_available():
+        return "cuda"
+    return "cpu"
+
+
+def dtype_name(dtype) -> str:
+    """'float16' for torch.float16 (and for np.float16): the key of REL_TOL."""
+    return str(dtype).replace("torch.", "")
 
 
 # Relative-norm tolerances for kernels: ||actual - expected|| / ||expected|| at most this.

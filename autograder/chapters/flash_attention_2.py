@@ -4,14 +4,14 @@ Expected values come from attention written out in float64 PyTorch, never from t
 reference kernels. The student's kernels run through Triton's interpreter on CPU
 tensors (or on a GPU, when the student's own kernel has one).
 """
+import functools
 import math
-import os
 
 import numpy as np
-import torch
 
 from ..framework import (Chapter, CheckFailure, assert_dtype, assert_raises, assert_rel_close,
-                         assert_shape, attempt, relative_error, rng_for, REL_TOL, StudentError)
+                         assert_shape, attempt, dtype_name, relative_error, rng_for, REL_TOL,
+                         StudentError, tensor_device, torch)
 
 chapter = Chapter("14-flash-attention-2", reference="flash_attention_2",
                   functions=["flash_attention_forward", "flash_attention_backward"],
@@ -20,21 +20,11 @@ chapter = Chapter("14-flash-attention-2", reference="flash_attention_2",
                   helpers=["_flash_fwd_kernel", "_flash_bwd_dkdv_kernel", "_flash_bwd_dq_kernel"])
 test = chapter.test
 
-DTYPE_NAMES = {torch.float16: "float16", torch.float32: "float32", torch.float64: "float64"}
-
-
 # ------------------------------------------------------------------ inputs and the plain formulas
 
-def _device() -> str:
-    """CPU tensors (graded through the interpreter), unless the student's own kernel runs
-    on a GPU without it; the grader's sandbox always interprets."""
-    if os.environ.get("TRITON_INTERPRET") != "1" and torch.cuda.is_available():
-        return "cuda"
-    return "cpu"
-
-
-def _inputs(rng, shape, dtype=torch.float32, scale=1.0, count=3):
-    return [torch.from_numpy(scale * rng.standard_normal(shape)).to(dtype).to(_device())
+def _inputs(rng, shape, dtype=None, scale=1.0, count=3):
+    dtype = torch.float32 if dtype is None else dtype
+    return [torch.from_numpy(scale * rng.standard_normal(shape)).to(dtype).to(tensor_device())
             for _ in range(count)]
 
 
@@ -64,7 +54,7 @@ def _gradients(q, k, v, do, causal, **variant):
     return q.grad.numpy(), k.grad.numpy(), v.grad.numpy()
 
 
-def _close(actual, expected, dtype_name, nan_equal=False) -> bool:
+def _close(actual, expected, precision, nan_equal=False) -> bool:
     """Within dtype's relative-norm tolerance. With nan_equal, NaN where `expected` (a
     reproduced slip) has NaN also matches: a causal mask that hides query 0 from every key
     gives a NaN row, in the slip and in the student's kernel alike."""
@@ -77,7 +67,7 @@ def _close(actual, expected, dtype_name, nan_equal=False) -> bool:
         actual, expected = np.where(bad, 0, actual), np.where(bad, 0, expected)
     elif bad.any():
         return False
-    return relative_error(actual, expected) <= REL_TOL[dtype_name]
+    return relative_error(actual, expected) <= REL_TOL[precision]
 
 
 def _results(result, what, count, names):
@@ -96,7 +86,7 @@ def _results(result, what, count, names):
 
 
 def _describe(shape, dtype, causal):
-    return f"(q, k, v of shape {tuple(shape)}, {DTYPE_NAMES[dtype]}, causal={causal})"
+    return f"(q, k, v of shape {tuple(shape)}, {dtype_name(dtype)}, causal={causal})"
 
 
 # ------------------------------------------------------------------ hints
@@ -145,14 +135,14 @@ def _run_forward(fn, q, k, v, causal, what):
 def _check_forward(fn, q, k, v, causal, fallback_hint):
     """Run the student's forward on q, k, v and compare (o, lse) with the formula, naming
     the slip when the result matches a known one, else `fallback_hint`."""
-    dtype_name = DTYPE_NAMES[q.dtype]
+    precision = dtype_name(q.dtype)
     what = f"flash_attention_forward{_describe(q.shape, q.dtype, causal)}"
     o, lse = _run_forward(fn, q, k, v, causal, what)
     expected_o, expected_lse = _attention(q, k, v, causal)
     assert_shape(o, expected_o.shape, f"{what}: o", "o has q's shape (batch, heads, n, d)")
     assert_shape(lse, expected_lse.shape, f"{what}: lse", "lse has one number per query: (batch, heads, n)")
-    assert_dtype(o, np.dtype(dtype_name), f"{what}: o", DTYPE_HINT)
-    if not _close(o, expected_o, dtype_name):
+    assert_dtype(o, np.dtype(precision), f"{what}: o", DTYPE_HINT)
+    if not _close(o, expected_o, precision):
         variants = [(dict(scale=False), SCALE_HINT, "the scores were not scaled")]
         if causal:
             variants += [(dict(diag=-1), OFF_BY_ONE_HINT, "query i does not see key i"),
@@ -162,20 +152,20 @@ def _check_forward(fn, q, k, v, causal, fallback_hint):
         for variant, hint, slip in variants:
             args = dict(variant)
             c = args.pop("causal", causal)
-            if _close(o, _attention(q, k, v, c, **args)[0], dtype_name, nan_equal=True):
+            if _close(o, _attention(q, k, v, c, **args)[0], precision, nan_equal=True):
                 raise CheckFailure(f"{what}: {slip}", hint)
-        assert_rel_close(o, expected_o, f"{what}: o", fallback_hint, dtype_name)
+        assert_rel_close(o, expected_o, f"{what}: o", fallback_hint, precision)
     # float16 inputs still give float32 log-sum-exps, so hold lse to float32's tolerance
     # scaled by the inputs' rounding.
-    lse_tol = REL_TOL[dtype_name] if q.dtype != torch.float64 else 1e-12
-    if not _close(lse, expected_lse, dtype_name):
+    lse_tol = REL_TOL[precision] if q.dtype != torch.float64 else 1e-12
+    if not _close(lse, expected_lse, precision):
         s = _scores(q, k, causal)
-        if _close(lse, expected_lse - s.max(-1).values.numpy(), dtype_name):
+        if _close(lse, expected_lse - s.max(-1).values.numpy(), precision):
             raise CheckFailure(f"{what}: lse is log(l) without the running max m", LSE_HINT)
         if np.all(lse == 0) or np.allclose(lse, s.max(-1).values.numpy()):
             raise CheckFailure(f"{what}: lse holds {'zeros' if np.all(lse == 0) else 'only the max m'}",
                                LSE_HINT)
-        assert_rel_close(lse, expected_lse, f"{what}: lse", LSE_HINT, dtype_name, tol=lse_tol)
+        assert_rel_close(lse, expected_lse, f"{what}: lse", LSE_HINT, precision, tol=lse_tol)
 
 
 def _check_value_errors(fn, dev, backward=False):
@@ -210,7 +200,7 @@ def flash_forward_visible(flash_attention_forward):
     """Bad inputs; one block, causal and not; several blocks; ragged n; batch and heads; float16."""
     fn = flash_attention_forward
     rng = rng_for("flash_forward_visible")
-    dev = _device()
+    dev = tensor_device()
     _check_value_errors(fn, dev)
     one = _inputs(rng, (1, 1, 16, 16))
     for causal in (False, True):
@@ -266,7 +256,7 @@ def flash_forward_edge(flash_attention_forward, ref):
 
 def _check_backward(fn, q, k, v, causal, fallback_hint, seed_rng):
     """Run the student's backward with the exact o and lse and a random do; compare each gradient."""
-    dtype_name = DTYPE_NAMES[q.dtype]
+    precision = dtype_name(q.dtype)
     what = f"flash_attention_backward{_describe(q.shape, q.dtype, causal)}"
     o, lse = _attention(q, k, v, causal)
     do = torch.from_numpy(seed_rng.standard_normal(q.shape)).to(q.dtype).to(q.device)
@@ -278,8 +268,8 @@ def _check_backward(fn, q, k, v, causal, fallback_hint, seed_rng):
     expected = _gradients(q, k, v, do, causal)
     for name, got, exp in zip(("dq", "dk", "dv"), grads, expected):
         assert_shape(got, exp.shape, f"{what}: {name}", f"{name} has the shape of {name[1]}")
-        assert_dtype(got, np.dtype(dtype_name), f"{what}: {name}", f"return {name} in the inputs' dtype")
-    if all(_close(g, e, dtype_name) for g, e in zip(grads, expected)):
+        assert_dtype(got, np.dtype(precision), f"{what}: {name}", f"return {name} in the inputs' dtype")
+    if all(_close(g, e, precision) for g, e in zip(grads, expected)):
         return
     root_d = math.sqrt(q.shape[-1])
     slips = [(dict(delta=False), DELTA_HINT, "dq and dk miss the -delta term")]
@@ -289,15 +279,15 @@ def _check_backward(fn, q, k, v, causal, fallback_hint, seed_rng):
                   (dict(diag=1), BWD_OFF_BY_ONE_HINT, "gradients where query i also sees key i + 1")]
     for variant, hint, slip in slips:
         wrong = _formula_gradients(q, k, v, do, causal, **variant)
-        if sum(_close(g, w, dtype_name, nan_equal=True) for g, w in zip(grads, wrong)) >= 2:
+        if sum(_close(g, w, precision, nan_equal=True) for g, w in zip(grads, wrong)) >= 2:
             raise CheckFailure(f"{what}: {slip}", hint)
-    if _close(grads[1], expected[1] * root_d, dtype_name):
+    if _close(grads[1], expected[1] * root_d, precision):
         raise CheckFailure(f"{what}: dk is off by a factor sqrt(d) = {root_d:g}", DK_SCALE_HINT)
-    if _close(grads[0], expected[0] * root_d, dtype_name):
+    if _close(grads[0], expected[0] * root_d, precision):
         raise CheckFailure(f"{what}: dq is off by a factor sqrt(d) = {root_d:g}", DQ_SCALE_HINT)
     for name, got, exp, hint in zip(("dq", "dk", "dv"), grads, expected,
                                     (fallback_hint, fallback_hint, DV_HINT + "; " + fallback_hint)):
-        assert_rel_close(got, exp, f"{what}: {name}", hint, dtype_name)
+        assert_rel_close(got, exp, f"{what}: {name}", hint, precision)
 
 
 def _formula_gradients(q, k, v, do, causal, mask=True, diag=0, delta=True):
@@ -317,31 +307,36 @@ def _formula_gradients(q, k, v, do, causal, mask=True, diag=0, delta=True):
             (p.transpose(-1, -2) @ do).numpy())
 
 
-class _ExactForwardStudentBackward(torch.autograd.Function):
-    """Exact float64 attention forward, the student's kernel as its backward: what gradcheck tests."""
+@functools.cache
+def _exact_forward_student_backward():
+    """A torch.autograd.Function: exact float64 attention forward, the student's kernel as its
+    backward (what gradcheck tests). Built on first use, so torch is imported only then."""
 
-    @staticmethod
-    def forward(ctx, q, k, v, backward, causal):
-        o, lse = _attention(q, k, v, causal)
-        o, lse = torch.from_numpy(o), torch.from_numpy(lse)
-        ctx.save_for_backward(q, k, v, o, lse)
-        ctx.backward, ctx.causal = backward, causal
-        return o.to(q.device)
+    class ExactForwardStudentBackward(torch.autograd.Function):
+        @staticmethod
+        def forward(ctx, q, k, v, backward, causal):
+            o, lse = _attention(q, k, v, causal)
+            o, lse = torch.from_numpy(o), torch.from_numpy(lse)
+            ctx.save_for_backward(q, k, v, o, lse)
+            ctx.backward, ctx.causal = backward, causal
+            return o.to(q.device)
 
-    @staticmethod
-    def backward(ctx, do):
-        q, k, v, o, lse = (t.detach() for t in ctx.saved_tensors)
-        dev = q.device
-        out = ctx.backward(q, k, v, o.to(dev), lse.to(dev), do.contiguous(), causal=ctx.causal)
-        grads = _results(out, "flash_attention_backward (inside gradcheck)", 3, ("dq", "dk", "dv"))
-        return tuple(torch.from_numpy(np.ascontiguousarray(g)).to(dev) for g in grads) + (None, None)
+        @staticmethod
+        def backward(ctx, do):
+            q, k, v, o, lse = (t.detach() for t in ctx.saved_tensors)
+            dev = q.device
+            out = ctx.backward(q, k, v, o.to(dev), lse.to(dev), do.contiguous(), causal=ctx.causal)
+            grads = _results(out, "flash_attention_backward (inside gradcheck)", 3, ("dq", "dk", "dv"))
+            return tuple(torch.from_numpy(np.ascontiguousarray(g)).to(dev) for g in grads) + (None, None)
+
+    return ExactForwardStudentBackward
 
 
 def _gradcheck(fn, shape, causal, rng, fast):
     q, k, v = (t.requires_grad_() for t in _inputs(rng, shape, torch.float64))
     what = f"torch.autograd.gradcheck of flash_attention_backward{_describe(shape, torch.float64, causal)}"
     try:
-        ok = torch.autograd.gradcheck(lambda a, b, c: _ExactForwardStudentBackward.apply(a, b, c, fn, causal),
+        ok = torch.autograd.gradcheck(lambda a, b, c: _exact_forward_student_backward().apply(a, b, c, fn, causal),
                                       (q, k, v), eps=1e-6, atol=1e-5, rtol=1e-4, fast_mode=fast,
                                       raise_exception=False)
     except StudentError as err:
@@ -355,7 +350,7 @@ def flash_backward_visible(flash_attention_backward):
     """Bad inputs; one block; several blocks; ragged n; batch and heads; float32; gradcheck."""
     fn = flash_attention_backward
     rng = rng_for("flash_backward_visible")
-    dev = _device()
+    dev = tensor_device()
     _check_value_errors(fn, dev, backward=True)
     one = _inputs(rng, (1, 1, 16, 16), torch.float64)
     for causal in (False, True):

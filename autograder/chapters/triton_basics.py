@@ -10,12 +10,12 @@ there, so every failure message below is built from deterministic facts only (wh
 are wrong, which cases fail), never from the wrong values themselves: the same submission
 must get the same message in the student's kernel and in the grader's sandbox.
 """
-import os
 
 import numpy as np
 
 from ..framework import (REL_TOL, Chapter, CheckFailure, StudentError, as_result_array, assert_dtype,
-                         assert_raises, assert_rel_close, assert_shape, relative_error, rng_for)
+                         assert_raises, assert_rel_close, assert_shape, dtype_name, relative_error, rng_for,
+                         tensor_device, torch)
 
 chapter = Chapter("12-triton-basics", reference="triton_basics",
                   functions=["vector_add", "row_softmax", "block_matmul"],
@@ -26,30 +26,13 @@ test = chapter.test
 
 # ------------------------------------------------------------------ inputs and calls
 
-def _torch():
-    import torch  # imported on first use: the other chapters' checks never pay for it
-    return torch
-
-
-def _device() -> str:
-    """Where test tensors live: a GPU when this process compiles kernels for one, else the CPU.
-
-    In the grader the tensors are sent to the sandbox, which always runs the interpreter on
-    the CPU; in a student's kernel on a GPU machine they go straight to the student's code."""
-    torch = _torch()
-    if torch.cuda.is_available() and os.environ.get("TRITON_INTERPRET") != "1":
-        return "cuda"
-    return "cpu"
-
-
 def _tensor(values, dtype="float32"):
-    torch = _torch()
-    return torch.tensor(np.asarray(values, dtype=np.float64), dtype=getattr(torch, dtype), device=_device())
+    return torch.tensor(np.asarray(values, dtype=np.float64), dtype=getattr(torch, dtype),
+                        device=tensor_device())
 
 
 def _int_tensor(values):
-    torch = _torch()
-    return torch.tensor(np.asarray(values), dtype=torch.int32, device=_device())
+    return torch.tensor(np.asarray(values), dtype=torch.int32, device=tensor_device())
 
 
 def _f64(t) -> np.ndarray:
@@ -160,7 +143,7 @@ def _add_case(vector_add, x, y, what):
     out = _result(_call(vector_add, (x, y), what), tuple(x.shape), what,
                   "return one output entry per input entry: a 1-D tensor shaped like x")
     xe, ye = _f64(x), _f64(y)
-    dtype = str(x.dtype).replace("torch.", "")
+    dtype = dtype_name(x.dtype)
     wrong = _wrong(out, xe + ye, ADD_TOL[dtype] * (np.abs(xe) + np.abs(ye)) + 1e-30)
     return out, xe + ye, wrong
 
@@ -303,7 +286,7 @@ def _softmax_zero_lanes(x):
 def _softmax_case(row_softmax, x, what, large=False):
     """Call, then diagnose: the mistake's signature, or a generic message. Returns (out, expected)."""
     xe = _f64(x)
-    dtype = str(x.dtype).replace("torch.", "")
+    dtype = dtype_name(x.dtype)
     out = _result(_call(row_softmax, (x,), what), tuple(x.shape), what,
                   "the output has the shape of x: one probability per entry")
     expected = _softmax(xe)
@@ -334,7 +317,7 @@ def _softmax_case(row_softmax, x, what, large=False):
 
 def _softmax_verdict(row_softmax, x, what, large=False):
     out, expected = _softmax_case(row_softmax, x, what, large)
-    dtype = str(x.dtype).replace("torch.", "")
+    dtype = dtype_name(x.dtype)
     assert_dtype(out, np.dtype(dtype), what, DTYPE_HINT)
     _final(out, expected, what, MAX_HINT if large else SOFTMAX_HINT, dtype)
 
@@ -422,7 +405,7 @@ def _mm_case(block_matmul, a, b, what):
     ae, be = _f64(a), _f64(b)
     out = _result(_call(block_matmul, (a, b), what), (ae.shape[0], be.shape[1]), what,
                   "c = a @ b has shape (M, N) for a (M, K) and b (K, N)")
-    dtype = str(a.dtype).replace("torch.", "")
+    dtype = dtype_name(a.dtype)
     bound = MM_TOL[dtype] * (np.abs(ae) @ np.abs(be)) + 1e-30
     return out, ae @ be, _wrong(out, ae @ be, bound), (ae, be, bound)
 

@@ -89,6 +89,14 @@ def _next_uid() -> int:
     return 100000 + next(_uids) % 60000
 
 
+def _worker_env(scratch: str, tmp: str) -> dict[str, str]:
+    """The worker's whole environment, in or out of the sandbox: the grader's own variables
+    never reach student code. Triton kernels always run in its interpreter, on the CPU."""
+    return {"HOME": scratch, "PATH": "/usr/bin:/bin", "MPLBACKEND": "Agg", "MPLCONFIGDIR": tmp,
+            "OMP_NUM_THREADS": "1", "PYTHONDONTWRITEBYTECODE": "1", "TRITON_INTERPRET": "1",
+            "TRITON_CACHE_DIR": f"{scratch}/.triton", "WORKER_OUTPUT": f"{scratch}/.output"}
+
+
 def _bwrap_prefix(scratch: Path, limits: Limits, uid: int = 65534) -> list[str]:
     args = ["bwrap", "--unshare-net", "--unshare-pid", "--unshare-ipc", "--unshare-uts",
             "--unshare-cgroup-try", "--die-with-parent", "--new-session", "--clearenv",
@@ -115,12 +123,9 @@ def _bwrap_prefix(scratch: Path, limits: Limits, uid: int = 65534) -> list[str]:
              "--ro-bind", str(WORKER_FILE), "/opt/grader/worker.py",
              "--proc", "/proc", "--dev", "/dev",
              "--size", str(limits.disk_mb << 20), "--perms", "01777", "--tmpfs", "/tmp",
-             "--bind", str(scratch), "/scratch", "--chdir", "/scratch",
-             "--setenv", "HOME", "/scratch", "--setenv", "PATH", "/usr/bin:/bin",
-             "--setenv", "MPLBACKEND", "Agg", "--setenv", "MPLCONFIGDIR", "/tmp",
-             "--setenv", "OMP_NUM_THREADS", "1", "--setenv", "PYTHONDONTWRITEBYTECODE", "1",
-             "--setenv", "TRITON_INTERPRET", "1", "--setenv", "TRITON_CACHE_DIR", "/scratch/.triton",
-             "--setenv", "WORKER_OUTPUT", "/scratch/.output"]
+             "--bind", str(scratch), "/scratch", "--chdir", "/scratch"]
+    for name, value in _worker_env("/scratch", tmp="/tmp").items():
+        args += ["--setenv", name, value]
     if os.geteuid() == 0:
         # Drop to a real unprivileged user, so process limits count only the sandbox.
         args += ["/usr/bin/setpriv", f"--reuid={uid}", f"--regid={uid}", "--clear-groups",
@@ -175,10 +180,7 @@ class Worker:
             env = {}
         else:
             cmd = [sys.executable, "-I", str(WORKER_FILE)]
-            env = {"PATH": "/usr/bin:/bin", "HOME": str(self.scratch), "MPLBACKEND": "Agg",
-                   "OMP_NUM_THREADS": "1", "WORKER_OUTPUT": str(self.scratch / ".output"),
-                   "PYTHONDONTWRITEBYTECODE": "1", "TRITON_INTERPRET": "1",
-                   "TRITON_CACHE_DIR": str(self.scratch / ".triton")}
+            env = _worker_env(str(self.scratch), tmp=str(self.scratch / ".matplotlib"))
         self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                      stderr=subprocess.DEVNULL, cwd=self.scratch, env=env,
                                      preexec_fn=_set_limits(self.limits), close_fds=True)

@@ -9,7 +9,7 @@ JOBS   ?= 2
 export OMP_NUM_THREADS ?= 1
 export OPENBLAS_NUM_THREADS ?= 1
 
-.PHONY: book site-assets test grade release serve validate checkpoint clean
+.PHONY: book site-assets system-packages test grade release serve validate checkpoint clean
 
 # The widget manager, RequireJS and MathJax that the site serves itself (no public CDN):
 # npm installs package-lock.json's versions; the files pages need are copied to ASSETS,
@@ -49,7 +49,10 @@ $(ASSETS)/.stamp: node_modules/.package-lock.json
 	cd node_modules/mathjax/es5 && cp -r tex-mml-chtml.js input output ui a11y adaptors sre $(CURDIR)/$(ASSETS)/mathjax/
 	@touch $@
 
-test: $(STAMP) site-assets  ## run every test
+system-packages:  ## bubblewrap, chromium and npm, installed with apt-get when run as root
+	@bash .ci/system-packages
+
+test: system-packages $(STAMP) site-assets  ## run every test
 	$(PY) -m pytest -n $(JOBS) --dist loadgroup -q --durations=10 --ignore=tests/test_site.py
 	@# The browser tests time page loads: they run alone, with no other test loading the CPU.
 	$(PY) -m pytest -q -p no:xdist tests/test_site.py

@@ -49,7 +49,7 @@ def cmd_check(args) -> int:
 
 
 def cmd_grade(args) -> int:
-    from .batch import SAMPLES, Batch, summary
+    from .batch import SAMPLES, Batch, GraderUnavailable, WorkFolderBusy, summary
     from .sandbox import isolation_status
 
     root = Path(args.dir) if args.dir else SAMPLES
@@ -68,13 +68,27 @@ def cmd_grade(args) -> int:
         print(f"sandbox: {why}")
     work = Path(args.work)
     batch = Batch(root, work, _limits(args), sandboxed, jobs=args.jobs, force=args.force)
-    results = batch.run()
+    try:
+        results = batch.run()
+    except WorkFolderBusy as err:
+        print(f"error: {err}")
+        return 5
+    except GraderUnavailable as err:
+        print(f"GRADER ERROR: {err}.\nNothing was graded and nothing was recorded: this is a problem "
+              "of the grading machine, not of any submission. Fix it (see the message) and run again.")
+        return 4
     if not results:
         print(f"no submissions found under {root}")
         return 0
     print(summary(results))
     print(f"\ngrades:    {work / 'grades.csv'}\nfeedback:  {work / 'feedback'}/<student>/<assignment>/"
           f"\ngradebook: {work / 'gradebook.db'}")
+    failed = [r for r in results if r.grader_error]
+    if failed:
+        print(f"\nGRADER ERROR in {len(failed)} submission(s): they were NOT graded and no grade was "
+              f"recorded for them (first: {failed[0].grader_error[:300]}). Fix the grader and run "
+              "again: the others are kept.")
+        return 4
     return 0
 
 

@@ -57,7 +57,8 @@ class Chapter:
     """A chapter's graded tests, keyed by the grade_id of their notebook cell."""
 
     def __init__(self, slug: str, reference: str, functions: list[str], provided: list[str] = (),
-                 helpers: list[str] = ()):
+                 helpers: list[str] = (), imports: tuple[str, ...] = ("numpy",),
+                 kernels: dict[str, list[str]] | None = None):
         self.slug = slug
         self.reference = reference      # module name under solutions.reference
         self.functions = list(functions)  # graded functions, in notebook order
@@ -65,6 +66,10 @@ class Chapter:
         # Answer cells graded only through the functions that use them (Triton kernels,
         # an autograd.Function): the student writes them, the reference fills them in.
         self.helpers = list(helpers)
+        # What a correct notebook imports: the grader checks its worker can, before grading.
+        self.imports = tuple(imports)
+        # Launcher -> the Triton kernels (helpers) it must launch: the method is graded too.
+        self.kernels = dict(kernels or {})
         self.tests: dict[str, Test] = {}
 
     def test(self, grade_id: str, function: str, points: int = 1, hidden: bool = False):

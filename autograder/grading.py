@@ -15,12 +15,12 @@ import tempfile
 import time
 from pathlib import Path
 
-from . import notebooks, reference
+from . import method, notebooks, reference
 from .chapters import all_chapters
 from .framework import Chapter
 from .proxies import RemoteFunction
 from .runner import Verdict, run_test
-from .sandbox import Limits, Timeout, Worker, WorkerDied
+from .sandbox import WALL_FACTOR, Limits, Timeout, Worker, WorkerDied, probe_worker
 
 RELEASE = reference.REPO / "exercises"
 
@@ -39,6 +39,9 @@ class Result:
     sandbox: str = ""
     seconds: float = 0.0
     digest: str = ""
+    # Set when the grader, not the submission, failed (a sandbox that cannot start, a check
+    # that crashed): such a result is reported but never recorded as a grade.
+    grader_error: str = ""
 
     def to_json(self) -> dict:
         data = dataclasses.asdict(self)
@@ -57,25 +60,33 @@ class Session:
     def __init__(self, limits: Limits, sandboxed: bool, scratch: Path):
         self.limits = limits
         self.worker = Worker(limits, sandboxed, scratch)
-        self.deadline = time.monotonic() + limits.submission_seconds
+        # The notebook's budget is CPU time (a loaded machine must not cost a student
+        # points); the wall clock only stops code that waits instead of computing.
+        self.cpu_used = 0.0
+        self.wall_deadline = time.monotonic() + limits.submission_seconds * WALL_FACTOR
         self.loaded: list[tuple[int, str]] = []   # cells that ran without killing the worker
         self.cell_errors: dict[int, str] = {}
         self.hung: set[str] = set()               # functions that timed out once
+        self.worker_deaths = 0
 
-    def _left(self, kind: str) -> tuple[float, str]:
-        """The time the next step may take, and which limit that is."""
+    def _ask(self, header: dict, blobs, kind: str):
+        """One request within the limits of its kind and what is left of the notebook's."""
         cap = self.limits.cell_seconds if kind == "cell" else self.limits.call_seconds
-        left = self.deadline - time.monotonic()
-        if left <= 0:
+        left = self.limits.submission_seconds - self.cpu_used
+        wall_left = self.wall_deadline - time.monotonic()
+        if left <= 0 or wall_left <= 0:
             raise Timeout(f"stopped by {self.limits.describe('submission')}")
-        return (cap, kind) if cap <= left else (left, "submission")
+        cpu, which = (cap, kind) if cap <= left else (left, "submission")
+        try:
+            return self.worker.request(header, blobs, timeout=cpu, limit=which,
+                                       wall=min(cpu * WALL_FACTOR + 1.0, wall_left))
+        finally:
+            self.cpu_used += self.worker.last_cpu
 
     def run_cells(self, cells: list[tuple[int, str]]) -> None:
         for number, source in cells:
             try:
-                timeout, which = self._left("cell")
-                reply, _ = self.worker.request({"op": "run_cell", "index": number, "source": source},
-                                               timeout=timeout, limit=which)
+                reply, _ = self._ask({"op": "run_cell", "index": number, "source": source}, [], "cell")
             except Timeout as err:
                 self.cell_errors[number] = f"cell {number} was {err.reason}"
                 if "notebook" in err.reason:
@@ -83,6 +94,7 @@ class Session:
                 self._replay()
                 continue
             except WorkerDied as err:
+                self.worker_deaths += 1
                 self.cell_errors[number] = f"cell {number}: {err.reason}"
                 self._replay()
                 continue
@@ -96,15 +108,14 @@ class Session:
         """Start a fresh worker and re-run the cells that loaded before."""
         self.worker.start()
         for number, source in self.loaded:
-            timeout, which = self._left("cell")
-            self.worker.request({"op": "run_cell", "index": number, "source": source},
-                                timeout=timeout, limit=which)
+            self._ask({"op": "run_cell", "index": number, "source": source}, [], "cell")
 
     def request(self, header, blobs):
-        timeout, which = self._left("call")
         try:
-            return self.worker.request(header, blobs, timeout=timeout, limit=which)
-        except WorkerDied:
+            return self._ask(header, blobs, "call")
+        except WorkerDied as err:
+            if not isinstance(err, Timeout):
+                self.worker_deaths += 1
             try:
                 self._replay()
             except WorkerDied:
@@ -143,16 +154,37 @@ def zero_result(student, assignment, notebook, chapter: Chapter | None, error: s
     return Result(student, assignment, notebook, 0, sum(v.max_points for v in verdicts), verdicts, error=error)
 
 
+def _method_problems(submitted: dict, chapter: Chapter) -> dict[str, str]:
+    """Launcher -> why it does not run its Triton kernels (see `method`), read from the
+    answer cells; a kernel or launcher name defined again in another cell counts too."""
+    if not chapter.kernels:
+        return {}
+    cells = [(notebooks.grade_id(c), c["source"]) for c in submitted["cells"] if c["cell_type"] == "code"]
+    own = {gid: src for gid, src in cells if gid}
+    problems = {}
+    for launcher, kernels in chapter.kernels.items():
+        problem = method.problem(launcher, own.get(launcher), {k: own.get(k) for k in kernels})
+        for name in [launcher] + kernels:
+            if any(gid != name and method.defines(src, name) for gid, src in cells):
+                problem = problem or (f"`{name}` is defined again outside its answer cell: the grader "
+                                      f"reads it from its own cell. Hint: {method.HINT}")
+        if problem:
+            problems[launcher] = problem
+    return problems
+
+
 def grade_notebook(path: Path, chapter: Chapter, student: str = "", limits: Limits | None = None,
                    sandboxed: bool = True, visible_only: bool = False, release_dir: Path = RELEASE,
-                   notes: list[str] | None = None) -> Result:
-    """Grade one notebook file against `chapter`. Never raises for the student's faults."""
+                   notes: list[str] | None = None, raw: bytes | None = None) -> Result:
+    """Grade one notebook file (or its bytes `raw`, read once by the caller) against
+    `chapter`. Never raises for the student's faults."""
     limits = limits or Limits()
     start = time.monotonic()
     notebook_name = f"{chapter.slug}.ipynb"
     tests = [t for t in chapter.tests.values() if not (visible_only and t.hidden)]
     try:
-        submitted = notebooks.read_notebook(path)
+        submitted = (notebooks.read_notebook(path) if raw is None
+                     else notebooks.parse_notebook(raw, notebooks.shown(path.name)))
     except notebooks.Unreadable as err:
         result = zero_result(student, chapter.slug, notebook_name, chapter, str(err))
         result.verdicts = [v for v in result.verdicts if v.grade_id in {t.grade_id for t in tests}]
@@ -162,9 +194,10 @@ def grade_notebook(path: Path, chapter: Chapter, student: str = "", limits: Limi
     if other is None or other.slug != chapter.slug:
         what = f"the {other.slug} notebook" if other else "not this assignment's notebook (no graded cells)"
         return zero_result(student, chapter.slug, notebook_name, chapter,
-                           f"{path.name} is {what}; submit {notebook_name} in {chapter.slug}/")
+                           f"{notebooks.shown(path.name)} is {what}; submit {notebook_name} in {chapter.slug}/")
     released = notebooks.read_notebook(release_dir / chapter.slug / notebook_name)
     plan = notebooks.plan(released, submitted, set(chapter.tests))
+    method_problems = _method_problems(submitted, chapter)
     scratch = Path(tempfile.mkdtemp(prefix="grade-"))
     session = Session(limits, sandboxed, scratch)
     verdicts = []
@@ -181,13 +214,23 @@ def grade_notebook(path: Path, chapter: Chapter, student: str = "", limits: Limi
                                         f"{test.function} is not defined. Hint: {session.why_missing(test.function)}",
                                         test.hidden))
                 continue
-            verdicts.append(run_test(test, RemoteFunction(test.function, session), chapter.reference))
+            verdicts.append(run_test(test, RemoteFunction(test.function, session), chapter.reference,
+                                     method_problems.get(test.function)))
     finally:
         session.close()
         shutil.rmtree(scratch, ignore_errors=True)
     score = sum(v.points for v in verdicts)
-    return Result(student, chapter.slug, notebook_name, score, sum(v.max_points for v in verdicts),
-                  verdicts, notes=(notes or []) + plan.notes,
-                  cell_errors=list(session.cell_errors.values()),
-                  sandbox="sandboxed" if sandboxed else "not sandboxed",
-                  seconds=round(time.monotonic() - start, 2))
+    result = Result(student, chapter.slug, notebook_name, score, sum(v.max_points for v in verdicts),
+                    verdicts, notes=(notes or []) + plan.notes,
+                    cell_errors=list(session.cell_errors.values()),
+                    sandbox="sandboxed" if sandboxed else "not sandboxed",
+                    seconds=round(time.monotonic() - start, 2))
+    broken = [v for v in verdicts if v.grader_error]
+    if broken:
+        result.grader_error = f"{len(broken)} check(s) failed inside the grader: {broken[0].message}"
+    elif session.worker_deaths and score < result.max_score:
+        # The worker died: was it the submission, or can no worker run here at all?
+        ok, why = probe_worker(sandboxed, chapter.imports)
+        if not ok:
+            result.grader_error = f"the grader's worker cannot run: {why}"
+    return result

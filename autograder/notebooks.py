@@ -29,39 +29,80 @@ def _source(cell) -> str:
     return src
 
 
+def shown(name: str, limit: int = 120) -> str:
+    """A file name as it can be shown anywhere: valid UTF-8 (undecodable bytes become
+    replacement characters), no control characters, at most `limit` characters."""
+    text = name.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+    text = "".join(c if c.isprintable() else "\ufffd" for c in text)
+    return text if len(text) <= limit else text[:limit - 1] + "\u2026"
+
+
+def read_bytes_safely(path: Path, limit: int = MAX_NOTEBOOK_BYTES) -> bytes:
+    """The bytes of a regular file, never through a symlink, never blocking on a FIFO or
+    device, at most `limit` bytes; `Unreadable` with a reason otherwise."""
+    import os
+    import stat
+    name = shown(path.name)
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+    except OSError as err:
+        if err.errno == 40:  # ELOOP: the last component is a symbolic link
+            raise Unreadable(f"{name} is a symbolic link; submit the notebook file itself") from None
+        raise Unreadable(f"cannot read {name}: {err.strerror}") from None
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            raise Unreadable(f"{name} is not a regular file")
+        if info.st_size > limit:
+            raise Unreadable(f"{name} is {info.st_size / 2**20:.0f} MB; the limit is "
+                             f"{limit // 2**20} MB (clear the outputs and resubmit)")
+        chunks, left = [], limit + 1
+        while left > 0:
+            chunk = os.read(fd, min(left, 1 << 20))
+            if not chunk:
+                break
+            chunks.append(chunk)
+            left -= len(chunk)
+        raw = b"".join(chunks)
+        if len(raw) > limit:
+            raise Unreadable(f"{name} is over the {limit // 2**20} MB limit")
+        return raw
+    except OSError as err:
+        raise Unreadable(f"cannot read {name}: {err.strerror}") from None
+    finally:
+        os.close(fd)
+
+
 def read_notebook(path: Path) -> dict:
     """The notebook as a dict with well-formed cells, or `Unreadable`."""
-    try:
-        size = path.stat().st_size
-    except OSError as err:
-        raise Unreadable(f"cannot read {path.name}: {err.strerror}") from None
-    if size > MAX_NOTEBOOK_BYTES:
-        raise Unreadable(f"{path.name} is {size / 2**20:.0f} MB; the limit is "
-                         f"{MAX_NOTEBOOK_BYTES // 2**20} MB (clear the outputs and resubmit)")
-    raw = path.read_bytes()
+    return parse_notebook(read_bytes_safely(path), shown(path.name))
+
+
+def parse_notebook(raw: bytes, name: str) -> dict:
+    """`raw` as a notebook dict, or `Unreadable`; `name` is shown in the reasons."""
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as err:
-        raise Unreadable(f"{path.name} is not UTF-8 text (bad byte at position {err.start})") from None
+        raise Unreadable(f"{name} is not UTF-8 text (bad byte at position {err.start})") from None
     try:
         nb = json.loads(text)
     except json.JSONDecodeError as err:
-        raise Unreadable(f"{path.name} is not valid JSON (line {err.lineno}: {err.msg}); "
+        raise Unreadable(f"{name} is not valid JSON (line {err.lineno}: {err.msg}); "
                          "was it saved by Jupyter?") from None
     except RecursionError:
-        raise Unreadable(f"{path.name} is nested too deeply to be a notebook") from None
+        raise Unreadable(f"{name} is nested too deeply to be a notebook") from None
     if not isinstance(nb, dict) or not isinstance(nb.get("cells"), list):
         if isinstance(nb, dict) and isinstance(nb.get("worksheets"), list):
-            raise Unreadable(f"{path.name} uses notebook format {nb.get('nbformat')}, which is too old; "
+            raise Unreadable(f"{name} uses notebook format {nb.get('nbformat')}, which is too old; "
                              "open and save it in a current Jupyter (format 4)")
-        raise Unreadable(f"{path.name} is JSON but not a Jupyter notebook (no list of cells)")
+        raise Unreadable(f"{name} is JSON but not a Jupyter notebook (no list of cells)")
     if nb.get("nbformat") != 4:
-        raise Unreadable(f"{path.name} uses notebook format {nb.get('nbformat')!r}; format 4 is required")
+        raise Unreadable(f"{name} uses notebook format {nb.get('nbformat')!r}; format 4 is required")
     for i, cell in enumerate(nb["cells"]):
         if not isinstance(cell, dict) or cell.get("cell_type") not in ("code", "markdown", "raw"):
-            raise Unreadable(f"cell {i + 1} of {path.name} is not a valid notebook cell")
+            raise Unreadable(f"cell {i + 1} of {name} is not a valid notebook cell")
         if not isinstance(cell.get("metadata", {}), dict):
-            raise Unreadable(f"cell {i + 1} of {path.name} has malformed metadata")
+            raise Unreadable(f"cell {i + 1} of {name} has malformed metadata")
         cell["source"] = _source(cell)
     return nb
 

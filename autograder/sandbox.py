@@ -13,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import os
+import secrets
 import select
 import shutil
 import signal
@@ -41,9 +42,9 @@ class Limits:
 
     def describe(self, which: str) -> str:
         return {
-            "cell": f"the {self.cell_seconds:g} s time limit per cell",
-            "call": f"the {self.call_seconds:g} s time limit per function call",
-            "submission": f"the {self.submission_seconds:g} s time limit per notebook",
+            "cell": f"the {self.cell_seconds:g} s CPU-time limit per cell",
+            "call": f"the {self.call_seconds:g} s CPU-time limit per function call",
+            "submission": f"the {self.submission_seconds:g} s CPU-time limit per notebook",
             "memory": f"the {self.memory_mb} MB memory limit",
         }[which]
 
@@ -68,10 +69,9 @@ def isolation_status() -> tuple[bool, str]:
     if not bwrap:
         return False, ("bubblewrap (bwrap) is not installed: student code can read files the grader can "
                        "read and use the network (apt-get install bubblewrap)")
-    probe = subprocess.run(_bwrap_prefix(Path(tempfile.gettempdir()), Limits()) + ["/bin/true"],
-                           capture_output=True, text=True, timeout=30)
-    if probe.returncode != 0:
-        return False, ("bubblewrap cannot create namespaces here (" + probe.stderr.strip()[:200] +
+    ok, detail = probe_worker(sandboxed=True)
+    if not ok:
+        return False, ("bubblewrap cannot start the grader's worker here (" + detail[:300] +
                        "): student code can read files the grader can read and use the network")
     return True, "bubblewrap sandbox: no network, private filesystem, unprivileged user"
 
@@ -100,6 +100,10 @@ def _worker_env(scratch: str, tmp: str) -> dict[str, str]:
 def _bwrap_prefix(scratch: Path, limits: Limits, uid: int = 65534) -> list[str]:
     args = ["bwrap", "--unshare-net", "--unshare-pid", "--unshare-ipc", "--unshare-uts",
             "--unshare-cgroup-try", "--die-with-parent", "--new-session", "--clearenv",
+            # Mounts apply in order: the tmpfs on /tmp comes first, or it would hide a Python
+            # or venv that lives under /tmp (a course cloned there).
+            "--proc", "/proc", "--dev", "/dev",
+            "--size", str(limits.disk_mb << 20), "--perms", "01777", "--tmpfs", "/tmp",
             "--ro-bind", "/usr", "/usr"]
     for top in ("/lib", "/lib64", "/bin", "/sbin", "/lib32"):
         if os.path.islink(top):
@@ -121,9 +125,10 @@ def _bwrap_prefix(scratch: Path, limits: Limits, uid: int = 65534) -> list[str]:
         args += ["--ro-bind", str(root), str(root)]
     args += ["--perms", "0755", "--dir", "/opt/grader",
              "--ro-bind", str(WORKER_FILE), "/opt/grader/worker.py",
-             "--proc", "/proc", "--dev", "/dev",
-             "--size", str(limits.disk_mb << 20), "--perms", "01777", "--tmpfs", "/tmp",
-             "--bind", str(scratch), "/scratch", "--chdir", "/scratch"]
+             # The student's working folder: a size-limited tmpfs, like /tmp (a bind of a host
+             # folder would let a submission fill the grader's disk).
+             "--size", str(limits.disk_mb << 20), "--perms", "01777", "--tmpfs", "/scratch",
+             "--chdir", "/scratch"]
     for name, value in _worker_env("/scratch", tmp="/tmp").items():
         args += ["--setenv", name, value]
     if os.geteuid() == 0:
@@ -158,6 +163,45 @@ def _set_limits(limits: Limits):
     return apply
 
 
+# Time limits count the CPU time of the worker and its children, so a loaded machine never
+# turns a correct submission into a timeout; a call may wait this many times its CPU limit on
+# the wall clock (sleeping, blocking) before it is stopped all the same.
+WALL_FACTOR = 4.0
+MAX_HEADER = 2 << 20    # bytes of one reply header (JSON): values travel as blobs
+MAX_REPLY = 512 << 20   # bytes of one whole reply, read only after this check
+
+
+def _proc_cpu(pid: int) -> float:
+    """CPU seconds of `pid`, including its reaped children; 0 when it is gone."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            fields = f.read().rsplit(b")", 1)[1].split()
+    except (OSError, IndexError):
+        return 0.0
+    return sum(int(x) for x in fields[11:15]) / _CLOCK_TICKS
+
+
+def _children(pid: int) -> list[int]:
+    kids = []
+    try:
+        tasks = os.listdir(f"/proc/{pid}/task")
+    except OSError:
+        return kids
+    for tid in tasks:
+        try:
+            with open(f"/proc/{pid}/task/{tid}/children") as f:
+                kids += [int(x) for x in f.read().split()]
+        except (OSError, ValueError):
+            pass
+    return kids
+
+
+try:
+    _CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+except (ValueError, OSError, AttributeError):
+    _CLOCK_TICKS = 100
+
+
 class Worker:
     """One worker process; restartable, since student code may kill it."""
 
@@ -166,15 +210,15 @@ class Worker:
         self.sandboxed = sandboxed
         self.scratch = scratch
         self.proc: subprocess.Popen | None = None
+        self.last_cpu = 0.0   # CPU seconds the last request used
 
     def start(self) -> None:
         self.stop()
-        # A fresh, empty scratch folder: a restarted worker runs as a new uid, which
-        # could not use files its predecessor left (and the replay recreates them).
+        # A fresh, empty scratch folder (used as the worker's folder only without bubblewrap,
+        # which gives the worker a tmpfs of its own).
         shutil.rmtree(self.scratch, ignore_errors=True)
         self.scratch.mkdir(parents=True, exist_ok=True)
         if self.sandboxed:
-            os.chmod(self.scratch, 0o1777)
             cmd = _bwrap_prefix(self.scratch, self.limits, _next_uid()) + [
                 sys.executable, "-I", "/opt/grader/worker.py"]
             env = {}
@@ -184,6 +228,8 @@ class Worker:
         self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                      stderr=subprocess.DEVNULL, cwd=self.scratch, env=env,
                                      preexec_fn=_set_limits(self.limits), close_fds=True)
+        # Writes never block: a submission that stops reading its requests cannot hang us.
+        os.set_blocking(self.proc.stdin.fileno(), False)
 
     def stop(self) -> None:
         if self.proc is None:
@@ -204,23 +250,48 @@ class Worker:
         self.proc.wait()
         self.proc = None
 
+    def cpu_seconds(self) -> float:
+        """CPU time of the worker's whole process tree (bubblewrap, the worker, its children)."""
+        if self.proc is None:
+            return 0.0
+        total, todo, seen = 0.0, [self.proc.pid], set()
+        while todo:
+            pid = todo.pop()
+            if pid in seen:
+                continue
+            seen.add(pid)
+            total += _proc_cpu(pid)
+            todo += _children(pid)
+        return total
+
     # ---------------------------------------------------------- protocol
 
-    def request(self, header: dict, blobs=(), timeout: float = 10.0, limit: str = "call"):
+    def request(self, header: dict, blobs=(), timeout: float = 10.0, limit: str = "call",
+                wall: float | None = None):
+        """Send a request and read its reply. `timeout` is CPU seconds; `wall` (default
+        WALL_FACTOR times as long) bounds the waiting, writing included."""
         if self.proc is None:
             self.start()
+        token = secrets.token_hex(8)
+        wall = timeout * WALL_FACTOR + 1.0 if wall is None else wall
+        deadline = time.monotonic() + wall
+        cpu0 = self.cpu_seconds()
+        budget = (cpu0 + timeout, limit)
         try:
-            wire.send_message(self.proc.stdin.fileno(), header, list(blobs))
-        except (BrokenPipeError, OSError):
-            raise self._died()
-        deadline = time.monotonic() + timeout
-        try:
-            reply = self._read_message(deadline)
-        except Timeout:
+            self._write(wire.frames(dict(header, id=token), list(blobs)), deadline, budget)
+            reply = self._read_message(deadline, budget)
+        except Timeout as err:
             self.stop()
-            raise Timeout(f"stopped by {self.limits.describe(limit)}")
-        except (EOFError, ValueError, struct.error, UnicodeDecodeError):
+            raise Timeout(f"stopped by {self.limits.describe(limit)}{err.reason}")
+        except (EOFError, BrokenPipeError, ConnectionError, ValueError, struct.error,
+                UnicodeDecodeError, OSError):
             raise self._died()
+        finally:
+            self.last_cpu = max(0.0, self.cpu_seconds() - cpu0) if self.proc else timeout
+        if reply[0].get("id") != token:
+            self.stop()
+            raise WorkerDied("the worker's reply did not answer the grader's request: "
+                             "a submission may not write to the grader's pipe")
         return reply
 
     def _died(self) -> WorkerDied:
@@ -242,18 +313,37 @@ class Worker:
         if code is not None:
             return WorkerDied(f"the code exited the process (exit status {code}): sys.exit, os._exit "
                               "and patching Python's own internals are not allowed in a submission")
-        return WorkerDied("the worker sent a malformed reply")
+        return WorkerDied("the worker sent a malformed or oversized reply")
 
-    def _read_exact(self, n: int, deadline: float) -> bytes:
+    def _wait(self, fd: int, write: bool, deadline: float, budget) -> None:
+        """Until `fd` is ready; Timeout past the wall deadline or the CPU budget."""
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise Timeout(" (wall clock: the code waited instead of computing)")
+            ready = select.select([], [fd], [], min(left, 0.25))[1] if write else \
+                select.select([fd], [], [], min(left, 0.25))[0]
+            if ready:
+                return
+            if self.cpu_seconds() > budget[0]:
+                raise Timeout("")
+
+    def _write(self, data: bytes, deadline: float, budget) -> None:
+        fd = self.proc.stdin.fileno()
+        view = memoryview(data)
+        while view:
+            self._wait(fd, True, deadline, budget)
+            try:
+                n = os.write(fd, view)
+            except BlockingIOError:
+                continue
+            view = view[n:]
+
+    def _read_exact(self, n: int, deadline: float, budget) -> bytes:
         fd = self.proc.stdout.fileno()
         chunks = []
         while n:
-            left = deadline - time.monotonic()
-            if left <= 0:
-                raise Timeout("timeout")
-            ready, _, _ = select.select([fd], [], [], left)
-            if not ready:
-                raise Timeout("timeout")
+            self._wait(fd, False, deadline, budget)
             chunk = os.read(fd, min(n, 1 << 20))
             if not chunk:
                 raise EOFError
@@ -261,16 +351,44 @@ class Worker:
             n -= len(chunk)
         return b"".join(chunks)
 
-    def _read_frame(self, deadline: float) -> bytes:
-        (n,) = struct.unpack(">Q", self._read_exact(8, deadline))
-        if n > wire.MAX_FRAME:
-            raise ValueError("frame too large")
-        return self._read_exact(n, deadline)
-
-    def _read_message(self, deadline: float):
+    def _read_message(self, deadline: float, budget):
         import json
-        header = json.loads(self._read_frame(deadline).decode())
-        if not isinstance(header, dict) or not isinstance(header.get("blobs"), int) or header["blobs"] > 64:
+        (n,) = struct.unpack(">Q", self._read_exact(8, deadline, budget))
+        if n > MAX_HEADER:  # checked before reading: a header bomb costs us nothing
+            raise ValueError("reply header too large")
+        header = json.loads(self._read_exact(n, deadline, budget).decode())
+        if not isinstance(header, dict) or not isinstance(header.get("blobs"), int) or \
+                not 0 <= header["blobs"] <= 64:
             raise ValueError("malformed header")
-        blobs = [self._read_frame(deadline) for _ in range(header["blobs"])]
+        total, blobs = n, []
+        for _ in range(header["blobs"]):
+            (size,) = struct.unpack(">Q", self._read_exact(8, deadline, budget))
+            total += size
+            if size > wire.MAX_FRAME or total > MAX_REPLY:
+                raise ValueError("reply too large")
+            blobs.append(self._read_exact(size, deadline, budget))
         return header, blobs
+
+
+def probe_worker(sandboxed: bool, imports: tuple[str, ...] = ("numpy",)) -> tuple[bool, str]:
+    """Start the real worker, as grading will, import what chapters need and call a function.
+    (ok, what failed): a sandbox that starts `/bin/true` may still hide the worker's Python."""
+    scratch = Path(tempfile.mkdtemp(prefix="grader-probe-"))
+    worker = Worker(Limits(), sandboxed, scratch)
+    source = "".join(f"import {m}\n" for m in imports) + "def _probe(x):\n    return x + 1\n"
+    try:
+        reply, _ = worker.request({"op": "run_cell", "index": 0, "source": source}, timeout=60)
+        if not reply.get("ok"):
+            return False, f"the worker could not import {', '.join(imports)}: {reply.get('error')}"
+        reply, _ = worker.request({"op": "call", "fn": "_probe", "args": {"tuple": [{"int": "41"}]},
+                                   "kwargs": {}}, timeout=10)
+        if reply.get("result") != {"int": "42"}:
+            return False, f"the worker could not call a function: {reply.get('error', reply)}"
+        return True, "ok"
+    except WorkerDied as err:
+        return False, f"the worker did not start: {err.reason}"
+    except OSError as err:
+        return False, f"the worker did not start: {err}"
+    finally:
+        worker.stop()
+        shutil.rmtree(scratch, ignore_errors=True)

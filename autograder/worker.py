@@ -49,6 +49,12 @@ def read_frame(fd) -> bytes:
     return read_exact(fd, n)
 
 
+def frames(header: dict, blobs=()) -> bytes:
+    """A whole message as bytes: the header frame, then one frame per blob."""
+    parts = [json.dumps(dict(header, blobs=len(blobs))).encode()] + list(blobs)
+    return b"".join(struct.pack(">Q", len(p)) + p for p in parts)
+
+
 def send_message(fd, header: dict, blobs=()) -> None:
     header = dict(header, blobs=len(blobs))
     write_frame(fd, json.dumps(header).encode())
@@ -92,21 +98,57 @@ def encode(value, blobs: list):
             pass
         return {"list": [encode(v, blobs) for v in value]}
     if type(value).__module__.startswith("torch") and hasattr(value, "detach"):
-        tensor = value.detach().cpu()
-        dtype = str(tensor.dtype).replace("torch.", "")
-        if dtype == "bfloat16":  # numpy has no bfloat16: float32 holds it exactly
-            tensor = tensor.float()
-        # A last-two-axes transpose keeps its layout (kernels must reject non-contiguous
-        # inputs, so tests send some); any other layout arrives contiguous.
-        if tensor.dim() >= 2 and not tensor.is_contiguous() and tensor.transpose(-1, -2).is_contiguous():
-            return {"tensor": _add_array(tensor.transpose(-1, -2).numpy(), blobs), "dtype": dtype,
-                    "layout": "transposed"}
-        return {"tensor": _add_array(np.array(tensor.numpy(), copy=True), blobs), "dtype": dtype}
+        return _encode_tensor(value.detach().cpu(), blobs)
     if isinstance(value, np.generic):
         return encode(np.asarray(value), blobs)
     if isinstance(value, np.ndarray):
         return {"array": _add_array(value, blobs)}
     return {"unsupported": type(value).__name__}
+
+
+def _encode_tensor(tensor, blobs: list):
+    """A tensor with its exact layout: the span of storage it views, its shape and strides.
+    Kernels must handle (or refuse) transposed, sliced and expanded (stride-0) inputs, as
+    autograd hands them over, so the layout crosses the wire as well as the values."""
+    import numpy as np
+    import torch
+
+    dtype = str(tensor.dtype).replace("torch.", "")
+    shape, strides = list(tensor.shape), list(tensor.stride())
+    if tensor.is_contiguous() or tensor.numel() == 0 or min(strides, default=0) < 0:
+        flat = tensor.contiguous()
+        layout = None
+    else:
+        span = 1 + sum((n - 1) * st for n, st in zip(shape, strides))
+        if span > 4 * tensor.numel() + 1024:  # a sparse view of a huge buffer: values only
+            flat, layout = tensor.contiguous(), None
+        else:
+            flat = torch.as_strided(tensor, (span,), (1,)).clone()
+            layout = {"shape": shape, "strides": strides}
+    if dtype == "bfloat16":  # numpy has no bfloat16: float32 holds it exactly
+        flat = flat.float()
+    tree = {"tensor": _add_array(np.array(flat.numpy(), copy=True), blobs), "dtype": dtype}
+    if layout:
+        tree["layout"] = layout
+    return tree
+
+
+def _strided(arr, layout):
+    """`arr` (the flat span) viewed with `layout`'s shape and strides, after checking that
+    every element it names lies inside the span."""
+    import numpy as np
+
+    if not isinstance(layout, dict):
+        raise ValueError("malformed layout")
+    shape, strides = layout.get("shape"), layout.get("strides")
+    if not (isinstance(shape, list) and isinstance(strides, list) and len(shape) == len(strides)
+            and all(isinstance(x, int) and 0 <= x < 2**40 for x in shape + strides)
+            and arr.ndim == 1):
+        raise ValueError("malformed layout")
+    last = sum((n - 1) * st for n, st in zip(shape, strides)) if all(shape) else -1
+    if last >= arr.size:
+        raise ValueError("layout outside its data")
+    return np.lib.stride_tricks.as_strided(arr, tuple(shape), tuple(st * arr.itemsize for st in strides))
 
 
 def _add_array(arr, blobs: list) -> int:
@@ -164,12 +206,16 @@ def decode(tree, blobs, torch_tensors=False):
     if "tensor" in tree:
         arr = _load_array(blobs, tree["tensor"])
         dtype = str(tree.get("dtype"))
+        layout = tree.get("layout")
         if not torch_tensors:
-            return arr
+            return _strided(arr, layout).copy() if layout is not None else arr
         import torch
         t = torch.from_numpy(arr)
         t = t.to(getattr(torch, dtype)) if isinstance(getattr(torch, dtype, None), torch.dtype) else t
-        return t.transpose(-1, -2) if tree.get("layout") == "transposed" and t.dim() >= 2 else t
+        if layout is not None:
+            _strided(arr, layout)  # validates
+            t = torch.as_strided(t, layout["shape"], layout["strides"])
+        return t
     if "unsupported" in tree:
         return Unsupported(str(tree["unsupported"])[:100])
     raise ValueError("malformed value")
@@ -222,7 +268,7 @@ def _transform(source: str) -> str:
 
 def _error_text(exc: BaseException) -> str:
     text = f"{type(exc).__name__}: {exc}"
-    if isinstance(exc, OSError) and exc.errno == 27:
+    if isinstance(exc, OSError) and exc.errno in (27, 28):  # EFBIG, ENOSPC
         text += " (the output or disk limit was reached)"
     return text[:2000]
 
@@ -245,6 +291,7 @@ def serve(inp: int, out: int) -> None:
         except EOFError:
             return
         op = header.get("op")
+        rid = header.get("id")  # echoed, so the grader knows a reply answers its request
         if op == "run_cell":
             try:
                 code = compile(_transform(header["source"]), f"<cell {header['index']}>", "exec")
@@ -253,7 +300,7 @@ def serve(inp: int, out: int) -> None:
             except BaseException as exc:  # SystemExit and KeyboardInterrupt too
                 reply = {"ok": False, "error": _error_text(exc), "where": _where(exc)}
             _flush()
-            send_message(out, reply)
+            send_message(out, dict(reply, id=rid))
         elif op == "call":
             reply_blobs = []
             try:
@@ -271,12 +318,12 @@ def serve(inp: int, out: int) -> None:
                 reply_blobs = []
                 reply = {"ok": False, "error_type": type(exc).__name__, "error": _error_text(exc)}
             _flush()
-            send_message(out, reply, reply_blobs)
+            send_message(out, dict(reply, id=rid), reply_blobs)
         elif op == "defined":
-            send_message(out, {"ok": True, "names": [n for n in header["names"]
+            send_message(out, {"ok": True, "id": rid, "names": [n for n in header["names"]
                                                      if callable(namespace.get(n))]})
         else:
-            send_message(out, {"ok": False, "error": f"unknown op {op!r}"})
+            send_message(out, {"ok": False, "id": rid, "error": f"unknown op {op!r}"})
 
 
 def _flush():

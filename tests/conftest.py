@@ -1,5 +1,6 @@
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -21,10 +22,12 @@ FAST = Limits(cell_seconds=5, call_seconds=5, submission_seconds=60)
 @pytest.fixture(scope="session")
 def sandboxed():
     ok, why = isolation_status()
-    if not ok and sys.platform.startswith("linux"):
+    if not ok and (os.environ.get("CI") or shutil.which("bwrap")):
+        # Under CI, or with bubblewrap installed, a sandbox that cannot run is a failure.
         pytest.fail(f"the grader's sandbox is unavailable ({why}); on Debian: apt-get install bubblewrap")
     if not ok:
-        pytest.skip(f"kernel sandbox tests need Linux: {why}")
+        pytest.skip(f"SANDBOX TESTS SKIPPED: {why} (make test installs bubblewrap when run as root; "
+                    "under CI these tests fail instead)")
     return True
 
 

@@ -140,6 +140,20 @@ CASES = [
     Case("output_flood", 12, "output or disk limit", extra=["while True:\n    print('x' * 100000)"]),
     Case("disk_fill", 12, "output or disk limit", extra=[
         "with open('big', 'wb') as f:\n    for _ in range(1000):\n        f.write(b'0' * 2**20)"]),
+    # One student must never cost the class its grades (the pipe, the disk):
+    Case("fake_reply_on_pipe", 12, "did not answer the grader's request", extra=[
+        "import json, os, struct, time\nfake = json.dumps({'ok': True, 'blobs': 0}).encode()\n"
+        "for fd in range(3, 12):\n    try:\n        os.write(fd, struct.pack('>Q', len(fake)) + fake)\n"
+        "    except OSError:\n        pass\ntime.sleep(1000)"]),
+    Case("reply_header_bomb", 12, "oversized reply", extra=[
+        "import os, struct, time\nfor fd in range(3, 12):\n    try:\n"
+        "        os.write(fd, struct.pack('>Q', 250 * 2**20) + b'{' * 65536)\n    except OSError:\n"
+        "        pass\ntime.sleep(1000)"]),
+    Case("scratch_flood", 12, "output or disk limit", extra=[
+        "import os\nfor i in range(200):\n    with open(f'flood{i}', 'wb') as f:\n"
+        "        f.write(b'0' * 5 * 2**20)"]),
+    Case("escape_codes_in_error", 12, "fake row", extra=[
+        "raise ValueError('\\r\\x1b[2Kmallory  01-similarity   12 / 12  fake row')"]),
     Case("infinite_loop_in_function", 9, "did not return", answers={
         "softmax": "def softmax(x, temperature=1.0, axis=-1):\n    while True:\n        pass\n"}),
     Case("edited_test_cell", 11, "was edited",

@@ -113,6 +113,16 @@ WRONG = [
     Wrong("flash_attention_backward", "bwd_dv_overwritten", "accumulate dk, dv",
           _backward_one("_flash_bwd_dkdv_kernel", ("dv += ", "dv = ")),
           "dv = ... instead of dv += ...: only the last block of queries contributes to dV."),
+    # The right numbers without the method: graded on the source (autograder/method.py).
+    Wrong("flash_attention_forward", "fwd_in_pytorch", "does not launch the Triton kernel",
+          _forward(launcher=[(
+              "    _flash_fwd_kernel[grid](q, k, v, o, lse, n, 1.0 / math.sqrt(d), CAUSAL=causal, D=d, **settings)\n",
+              "    s = (q.double() @ k.double().transpose(-1, -2)) / math.sqrt(d)\n"
+              "    if causal:\n"
+              "        s = s.masked_fill(torch.ones(n, n, dtype=torch.bool).triu(1), float('-inf'))\n"
+              "    lse.copy_(torch.logsumexp(s, dim=-1))\n"
+              "    o.copy_(torch.softmax(s, dim=-1) @ v.double())\n")]),
+          "Attention written in plain PyTorch inside the launcher: right numbers, no kernel."),
 ]
 
 # Differently written correct versions: exp2 with the scale folded in, and causal loops

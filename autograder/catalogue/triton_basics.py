@@ -205,6 +205,18 @@ WRONG = [
           "`c = torch.empty((M, N))` with the default float32: float16 inputs come back as float32."),
     Wrong("block_matmul", "no_inner_check", "raise ValueError when a.shape[1] != b.shape[0]", _mm(inner_check=False),
           "No check of the inner sizes: a (4, 5) @ b (6, 3) silently uses the first 5 rows of b."),
+    # The right numbers without the method: graded on the source (autograder/method.py).
+    Wrong("vector_add", "add_in_pytorch", "does not launch the Triton kernel",
+          _add().replace("    _vector_add_kernel[(triton.cdiv(n, BLOCK),)](x, y, out, n, BLOCK=BLOCK)\n    return out",
+                         "    return x + y"),
+          "`return x + y` in the launcher: right numbers, but the kernel never runs."),
+    Wrong("vector_add", "kernel_without_jit", "not a Triton kernel",
+          _add().replace("@triton.jit\n", ""),
+          "The kernel written without `@triton.jit`: it is then an ordinary Python function."),
+    Wrong("row_softmax", "softmax_in_pytorch", "`_row_softmax_kernel` is not defined in its answer cell",
+          _PRELUDE + "\ndef row_softmax(x):\n    check_kernel_inputs(x, ndim=2)\n"
+          "    return torch.softmax(x.float(), dim=-1).to(x.dtype)\n",
+          "`torch.softmax` in the launcher, and no kernel at all."),
 ]
 
 CORRECT = [

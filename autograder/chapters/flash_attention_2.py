@@ -17,7 +17,10 @@ chapter = Chapter("14-flash-attention-2", reference="flash_attention_2",
                   functions=["flash_attention_forward", "flash_attention_backward"],
                   provided=["check_attention_inputs", "kernel_settings", "naive_attention",
                             "FlashAttention", "flash_attention"],
-                  helpers=["_flash_fwd_kernel", "_flash_bwd_dkdv_kernel", "_flash_bwd_dq_kernel"])
+                  helpers=["_flash_fwd_kernel", "_flash_bwd_dkdv_kernel", "_flash_bwd_dq_kernel"],
+                  imports=("numpy", "torch", "triton"),
+                  kernels={"flash_attention_forward": ["_flash_fwd_kernel"],
+                           "flash_attention_backward": ["_flash_bwd_dkdv_kernel", "_flash_bwd_dq_kernel"]})
 test = chapter.test
 
 # ------------------------------------------------------------------ inputs and the plain formulas

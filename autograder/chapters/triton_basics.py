@@ -20,7 +20,10 @@ from ..framework import (REL_TOL, Chapter, CheckFailure, StudentError, as_result
 chapter = Chapter("12-triton-basics", reference="triton_basics",
                   functions=["vector_add", "row_softmax", "block_matmul"],
                   provided=["check_kernel_inputs"],
-                  helpers=["_vector_add_kernel", "_row_softmax_kernel", "_block_matmul_kernel"])
+                  helpers=["_vector_add_kernel", "_row_softmax_kernel", "_block_matmul_kernel"],
+                  imports=("numpy", "torch", "triton"),
+                  kernels={"vector_add": ["_vector_add_kernel"], "row_softmax": ["_row_softmax_kernel"],
+                           "block_matmul": ["_block_matmul_kernel"]})
 test = chapter.test
 
 

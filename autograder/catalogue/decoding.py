@@ -249,6 +249,16 @@ def top_p_filter(logits, p):
     np.put_along_axis(keep, order, np.cumsum(srt, axis=-1) < p, axis=-1)
     return np.where(keep, logits, -np.inf)
 ''', "Keeping tokens while the cumulative sum including them is below p: with a small p no token is left."),
+    Wrong("top_p_filter", "cumsum_at_most_p", "the token that crosses p is kept", _SOFTMAX + '''
+def top_p_filter(logits, p):
+    probs = softmax(logits)
+    order = np.argsort(probs, axis=-1)[..., ::-1]
+    cum = np.cumsum(np.take_along_axis(probs, order, axis=-1), axis=-1)
+    keep = np.zeros(logits.shape, dtype=bool)
+    np.put_along_axis(keep, order, cum <= p, axis=-1)
+    return np.where(keep, logits, -np.inf)
+''', "Keeping tokens while the cumulative sum including them is at most p: the token that crosses p "
+         "is lost, and with a small p so is every token."),
 
     Wrong("generate", "forgets_to_append", "append each new id", _generate('''
         logits = gpt_forward(np.asarray(prompt_ids)[..., -block:], params, n_heads)[..., -1, :]
@@ -286,6 +296,17 @@ def top_p_filter(logits, p):
         ids = np.concatenate([ids, np.asarray(nxt)[..., None]], axis=-1)
     return ids
 '''), "Accepting top_k and top_p and never applying them."),
+    # generate is right, but the top_k_filter it calls (the student's own) keeps k - 1 tokens.
+    Wrong("generate", "uses_wrong_top_k_filter", "check top_k_filter first", _generate('''
+        logits = gpt_forward(ids[..., -block:], params, n_heads)[..., -1, :]
+''' + _STEP + '''
+        ids = np.concatenate([ids, np.asarray(nxt)[..., None]], axis=-1)
+    return ids
+''') + '''
+def _gen_top_k_filter(logits, k):
+    kth = np.sort(logits, axis=-1)[..., -k:][..., :1]
+    return np.where(logits > kth, logits, -np.inf)
+''', "A correct generate calling a top_k_filter that keeps k - 1 tokens: fix the filter first."),
 ]
 
 CORRECT = [

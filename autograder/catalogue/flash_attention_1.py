@@ -185,6 +185,15 @@ WRONG = [
     Wrong("tiled_attention", "causal_strict", "the causal diagonal is off by",
           _tiled(_LOOP, mask="np.where(i > j, s, -np.inf)"),
           "The other off-by-one (`j < i`): query 0 sees no key at all and its output is 0/0 = NaN."),
+    Wrong("tiled_attention", "causal_strict_guarded", "query i attends to keys 0..i inclusive",
+          _tiled(_LOOP, mask="np.where(i > j, s, -np.inf)",
+                 finish="    l = np.maximum(l, 1e-30)\n    return acc / l[..., None], m + np.log(l)\n"),
+          "The `j < i` off-by-one hidden behind a guarded division: query 0 silently outputs 0 "
+          "instead of NaN, and every query misses its own key."),
+    Wrong("tiled_attention", "causal_block_local_index", "query i attends to keys 0..i inclusive",
+          _tiled(_LOOP, mask="np.where(i >= j - start, s, -np.inf)"),
+          "Comparing the query index with the key's index inside its block (`j - start`) instead of "
+          "its global index: later blocks let queries see future keys."),
     Wrong("tiled_attention", "mask_with_zero", "mask with -inf, not 0",
           _tiled(_LOOP, mask="np.where(i >= j, s, 0.0)"),
           "Masking with 0 instead of -inf: future keys still get weight exp(0 - m)."),

@@ -90,7 +90,25 @@ WRONG = [
     Wrong("flash_attention_forward", "fwd_head_offset", "program_id(1) * n * d",
           _forward(("base = tl.program_id(1).to(tl.int64) * n * D", "base = tl.program_id(1).to(tl.int64) * n")),
           "Starting each (batch, head) at program_id(1) * n instead of program_id(1) * n * d."),
+    Wrong("flash_attention_forward", "fwd_dot_no_trans", "tl.dot(q, tl.trans(k))",
+          _forward(("s = tl.dot(q, tl.trans(k), input_precision=PRECISION)",
+                    "s = tl.dot(q, k, input_precision=PRECISION)")),
+          "Scores as tl.dot(q, k) instead of tl.dot(q, tl.trans(k)): with square blocks and d equal "
+          "to the block size the shapes agree and the numbers are silently wrong."),
+    Wrong("flash_attention_forward", "fwd_max_without_none", "[:, None]",
+          _forward(("p = tl.exp(s - m_new[:, None])", "p = tl.exp(s - m_new)")),
+          "exp(s - m_new) without [:, None]: the row maxima are subtracted along the columns, which "
+          "the shapes allow only when BLOCK_M == BLOCK_N."),
+    Wrong("flash_attention_forward", "fwd_mask_without_none", "[:, None]",
+          _forward(("q = tl.load(Q + base + rows[:, None] * D + dims[None, :], mask=rows[:, None] < n,",
+                    "q = tl.load(Q + base + rows[:, None] * D + dims[None, :], mask=rows < n,")),
+          "Loading the queries with mask=rows < n, without [:, None]: the mask then runs along the "
+          "head dimension, which the shapes allow only when BLOCK_M == d."),
     # ---------------------------------------------------------------- backward
+    Wrong("flash_attention_backward", "bwd_do_not_contiguous", "non-contiguous do",
+          _backward(launcher=[("do = do.contiguous().to(q.dtype)", "do = do.to(q.dtype)")]),
+          "Passing do to the kernels as autograd hands it over: loss.sum().backward() gives an "
+          "expanded do with stride 0, which row-major offsets read past its one element (NaN or garbage)."),
     Wrong("flash_attention_backward", "bwd_ignores_causal", "ignores the causal mask",
           _backward(("        if CAUSAL:\n            " + _CAUSAL + "\n", "")),
           "A backward pass that forgets the causal mask: masked weights come back as exp(s - lse) > 0."),
@@ -109,7 +127,8 @@ WRONG = [
     Wrong("flash_attention_backward", "bwd_dv_not_transposed", "dV = p^T do",
           _backward_one("_flash_bwd_dkdv_kernel", ("tl.dot(tl.trans(p.to(do.dtype)), do",
                                                    "tl.dot(p.to(do.dtype), do")),
-          "dV = p do instead of p^T do (the shapes agree only because the blocks are square)."),
+          "dV = p do instead of p^T do (the shapes agree only when the blocks are square; "
+          "BLOCK_M != BLOCK_N makes tl.dot refuse it)."),
     Wrong("flash_attention_backward", "bwd_dv_overwritten", "accumulate dk, dv",
           _backward_one("_flash_bwd_dkdv_kernel", ("dv += ", "dv = ")),
           "dv = ... instead of dv += ...: only the last block of queries contributes to dV."),

@@ -195,6 +195,14 @@ def self_attention(x, w_q, w_k, w_v, w_o, n_heads, causal=True):
     return _merge(softmax(s) @ v) @ w_o.T
 '''), "Applying the projections as `x @ w.T` (the PyTorch `nn.Linear` convention) when the weights "
           "are stored as `(D_in, D_out)`."),
+    Wrong("self_attention", "softmax_over_queries", "over the keys (the last axis", _sa('''
+    q, k, v = _split(x @ w_q, n_heads), _split(x @ w_k, n_heads), _split(x @ w_v, n_heads)
+    s = q @ np.swapaxes(k, -1, -2) / math.sqrt(q.shape[-1])
+    if causal:
+        s = np.where(_mask(x.shape[-2]), s, -np.inf)
+    return _merge(softmax(s, axis=-2) @ v) @ w_o
+'''), "The softmax over the wrong axis, `axis=-2`: each key's weights over the queries sum to one "
+          "instead of each query's weights over the keys."),
 
     # ---------------------------------------------------------------- sinusoidal_positions
     Wrong("sinusoidal_positions", "sin_cos_swapped", "column 2i holds the sine", '''
@@ -255,6 +263,19 @@ def sinusoidal_positions(n, d):
     return out
 ''', "Doubling the index twice (`2 * i` where i already runs over even numbers): frequencies fall "
          "twice as fast as they should."),
+    Wrong("sinusoidal_positions", "float32", "compute in float64", '''
+import numpy as np
+def sinusoidal_positions(n, d):
+    if d % 2:
+        raise ValueError("d must be even")
+    pos = np.arange(n, dtype=np.float32)[:, None]
+    angle = pos / np.float32(10000.0) ** (np.arange(0, d, 2, dtype=np.float32) / np.float32(d))
+    out = np.zeros((n, d), dtype=np.float32)
+    out[:, 0::2] = np.sin(angle)
+    out[:, 1::2] = np.cos(angle)
+    return out
+''', "Computing in float32 (the usual model dtype): the formula is right, but the angles "
+         "p / 10000**(2i/d) lose digits at large p, and the function must return float64."),
 ]
 
 CORRECT = [

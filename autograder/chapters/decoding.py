@@ -142,8 +142,9 @@ def _check_distribution(draws, logits_row, temperature, what, hint=SAMPLE_HINT, 
 
 @test("sample_visible", "sample")
 def sample_visible(sample):
-    """Integer ids with leading dims kept, reproducible from rng, temperature 0 = greedy,
-    frequencies match softmax(logits / T) at T = 2 and T = 0.5 (20000 draws each; a correct
+    """Integer ids with leading dims kept, reproducible from rng, temperature 0 = greedy.
+
+    Also, the frequencies match softmax(logits / T) at T = 2 and T = 0.5 (20000 draws each; a correct
     sampler fails with probability < 1e-6, see the module docstring)."""
     n = 20000
     batch = np.broadcast_to(SAMPLE_LOGITS, (4, 3, 5)).copy()
@@ -169,8 +170,9 @@ def sample_visible(sample):
 
 @test("sample_random", "sample", hidden=True)
 def sample_random(sample, ref):
-    """Random logits and temperatures, float32 and float64: frequencies of 20000 draws per case
-    against the softmax probabilities (false-failure probability < 1e-6, module docstring)."""
+    """Random logits and temperatures, float32 and float64, checked by their frequencies.
+
+    The frequencies of 20000 draws per case are compared against the softmax probabilities (false-failure probability < 1e-6, module docstring)."""
     rng = rng_for("sample_random")
     n = 20000
     for dtype, v, temperature in [(np.float64, 7, 1.0), (np.float32, 12, 0.7), (np.float64, 30, 1.6)]:
@@ -234,8 +236,9 @@ def _filtered(value, x, what):
 
 @test("top_k_filter_visible", "top_k_filter")
 def top_k_filter_visible(top_k_filter):
-    """Exactly k per row survive unchanged, the rest are -inf, along the last axis, ties to
-    the smallest index, k >= V keeps everything."""
+    """Exactly k per row survive unchanged, the rest are -inf, ties go to the smallest index.
+
+    Filtering runs along the last axis; k >= V keeps everything."""
     x = np.array([[1.0, 4.0, -2.0, 3.0, 0.5],
                   [-1.0, -3.0, 2.0, 0.0, 5.0],
                   [2.0, 0.0, 1.0, 6.0, 3.0]])
@@ -298,6 +301,8 @@ def top_k_filter_edge(top_k_filter, ref):
 TOPP_CROSS_HINT = "the token that crosses p is kept: keep a token while the mass *before* it is below p"
 TOPP_SORT_HINT = "sort the probabilities largest first before the cumulative sum"
 TOPP_ONE_HINT = "always keep at least the most probable token"
+TOPP_CROSS_ONE_HINT = (TOPP_CROSS_HINT + "; then you always keep at least the most probable token, "
+                       "whose mass before it is 0")
 TOPP_PROBS_HINT = "accumulate probabilities (softmax of the logits), not raw logits"
 
 
@@ -306,15 +311,21 @@ def _top_p_diagnose(out, x, p, expected_keep, what):
     if np.array_equal(kept, expected_keep):
         return
     probs = _softmax(x)
-    if not kept.any(axis=-1).all():
-        raise CheckFailure(f"{what}: a row has no token left", TOPP_ONE_HINT)
     order = np.argsort(-probs, axis=-1, kind="stable")
     srt = np.take_along_axis(probs, order, axis=-1)
-    strict = np.zeros_like(kept)
-    np.put_along_axis(strict, order, np.cumsum(srt, axis=-1) < p, axis=-1)
-    np.put_along_axis(strict, order[..., :1], True, axis=-1)  # ... with at least one token kept
-    if np.array_equal(kept, strict):
-        raise CheckFailure(f"{what}: the token that crosses p was dropped", TOPP_CROSS_HINT)
+    cum = np.cumsum(srt, axis=-1)
+    for below in (cum < p, cum <= p):        # kept while the mass *including* the token is below p
+        strict = np.zeros_like(kept)
+        np.put_along_axis(strict, order, below, axis=-1)
+        if np.array_equal(kept, strict):     # ... so a row whose top token crosses p is left empty
+            empty = ("" if kept.any(axis=-1).all() else
+                     " (so a row whose most probable token crosses p has no token left)")
+            raise CheckFailure(f"{what}: the token that crosses p was dropped{empty}", TOPP_CROSS_ONE_HINT)
+        np.put_along_axis(strict, order[..., :1], True, axis=-1)  # ... with at least one token kept
+        if np.array_equal(kept, strict):
+            raise CheckFailure(f"{what}: the token that crosses p was dropped", TOPP_CROSS_HINT)
+    if not kept.any(axis=-1).all():
+        raise CheckFailure(f"{what}: a row has no token left", TOPP_ONE_HINT)
     unsorted = (np.cumsum(probs, axis=-1) - probs) < p
     if np.array_equal(kept, unsorted):
         raise CheckFailure(f"{what}: the cumulative sum was taken in vocabulary order", TOPP_SORT_HINT)
@@ -324,8 +335,9 @@ def _top_p_diagnose(out, x, p, expected_keep, what):
 
 @test("top_p_filter_visible", "top_p_filter")
 def top_p_filter_visible(top_p_filter):
-    """Keeps the most probable tokens up to and including the one that crosses p, in sorted
-    order, sets the rest to -inf, keeps at least one, p = 1 keeps all."""
+    """Keeps the most probable tokens up to and including the one that crosses p.
+
+    Tokens are taken in sorted order, the rest set to -inf, at least one is kept, p = 1 keeps all."""
     probs = np.array([[0.15, 0.5, 0.05, 0.3], [0.25, 0.1, 0.4, 0.25]])
     x = np.log(probs)
     what = "top_p_filter(log([.15, .5, .05, .3]), 0.2)"
@@ -455,6 +467,35 @@ def _new_ids(value, prompt, n_new, what, v):
     return out
 
 
+TOY_TOP3 = [3, 4, 12]   # the 3 largest logits of toy_gpt() after TOY_PROMPT
+
+
+def _probe_top_k(generate, params, prompt, top3, what_model):
+    """Is top_k_filter (as generate uses it) keeping k = 3 tokens? At temperature 50 the
+    logits are nearly flat, so 600 draws of one new id show every token the filter keeps
+    (a correct generate misses one with probability < 1e-12). Blames top_k_filter only when
+    the unfiltered draws show the whole vocabulary (sampling itself works)."""
+    v = params["wte"].shape[0]
+    many = np.tile(np.asarray(prompt), (600, 1))
+    what = f"generate(600 copies of {np.asarray(prompt).tolist()}, 1, {what_model}, 2, rng, temperature=50"
+    free = _new_ids(generate(many, 1, params, 2, np.random.default_rng(11), temperature=50.0),
+                    many, 1, what + ")", v)[:, -1]
+    if len(set(free.tolist())) < v:
+        return      # sampling itself is off: the sampling checks name that
+    what += ", top_k=3)"
+    drawn = sorted(set(_new_ids(generate(many, 1, params, 2, np.random.default_rng(12), temperature=50.0,
+                                         top_k=3), many, 1, what, v)[:, -1].tolist()))
+    if drawn == sorted(top3):
+        return
+    if len(drawn) == v:
+        raise CheckFailure(f"{what}: drew all {v} tokens, as without top_k", FILTER_HINT)
+    if len(drawn) != 3:     # (3 wrong ids may come from wrong logits: the later checks name that)
+        raise CheckFailure(f"{what}: drew only {len(drawn)} different ids {drawn}" if len(drawn) < 3 else
+                           f"{what}: drew {len(drawn)} different ids {drawn}",
+                           f"check top_k_filter first: as generate uses it, it keeps {len(drawn)} tokens "
+                           "per row, expected k = 3 (the order of the filters is not the problem)")
+
+
 def _diagnose_greedy(out, expected, last_only, what):
     if np.array_equal(out, expected):
         return
@@ -473,14 +514,17 @@ def _diagnose_greedy(out, expected, last_only, what):
 
 @test("generate_visible", "generate")
 def generate_visible(generate):
-    """Greedy continuations of a small fixed GPT (stored), top_k=1, a batch of prompts,
-    cropping to the context window, and reproducible sampling from rng."""
+    """Greedy continuations of a small fixed GPT, top_k, batches, cropping and sampling from rng.
+
+    The greedy continuations are stored; top_k=1 must give them too, as must a batch of prompts
+    and a prompt that outgrows the context window; sampling is reproducible from rng."""
     params = toy_gpt()
     v = params["wte"].shape[0]
     what = "generate([3, 1, 4], 5, toy_gpt, 2, rng, temperature=0)"
     out = _new_ids(attempt(lambda: generate(np.array(TOY_PROMPT), 5, params, 2, np.random.default_rng(0),
                                             temperature=0.0), what, APPEND_HINT), TOY_PROMPT, 5, what, v)
     _diagnose_greedy(out, TOY_GREEDY, TOY_GREEDY_LAST_ONLY, what)
+    _probe_top_k(generate, params, TOY_PROMPT, TOY_TOP3, "toy_gpt")
     what = "generate([3, 1, 4], 5, toy_gpt, 2, rng, temperature=1, top_k=1)"
     out = _new_ids(generate(np.array(TOY_PROMPT), 5, params, 2, np.random.default_rng(0), temperature=1.0,
                             top_k=1), TOY_PROMPT, 5, what, v)
@@ -522,8 +566,9 @@ def _allowed(ref, logits, temperature, top_k, top_p):
 
 @test("generate_greedy_random", "generate", hidden=True)
 def generate_greedy_random(generate, ref):
-    """Random GPTs, single prompts and batches, with and without cropping: temperature 0,
-    top_k=1 and a tiny top_p must all give the reference's greedy continuation exactly;
+    """Random GPTs, single prompts and batches, with and without cropping, must match greedily.
+
+    Temperature 0, top_k=1 and a tiny top_p must all give the reference's greedy continuation exactly;
     n_new = 0, a one-token prompt, a prompt of exactly block_size tokens, a negative temperature."""
     rng = rng_for("generate_greedy_random")
     for v, d, block, layers, heads, shape, n_new in [(11, 8, 6, 1, 2, (4,), 5), (20, 16, 10, 2, 4, (3, 5), 8),
@@ -555,12 +600,15 @@ def generate_greedy_random(generate, ref):
 
 @test("generate_sampling", "generate", hidden=True)
 def generate_sampling(generate, ref):
-    """Sampling with temperature, top_k and top_p: every drawn id is one the filters keep, and
-    the first new id's frequencies over 10000 copies of a prompt match the filtered softmax
+    """Sampling with temperature, top_k and top_p draws only ids the filters keep, as often as expected.
+
+    Every drawn id is one the filters keep, and the first new id's frequencies over 10000 copies of a prompt match the filtered softmax
     (false-failure probability < 1e-6, see the module docstring)."""
     rng = rng_for("generate_sampling")
     params = random_gpt(rng, 12, 8, 8, 1)
     prompt = rng.integers(0, 12, size=3)
+    top3 = np.argsort(-ref.gpt_forward(prompt, params, 2)[-1], kind="stable")[:3].tolist()
+    _probe_top_k(generate, params, prompt, top3, "GPT(V=12)")
     for temperature, top_k, top_p in [(0.8, 6, None), (1.3, None, 0.8), (1.0, 5, 0.7)]:
         what = f"generate(10000 copies, 1, rng, temperature={temperature}, top_k={top_k}, top_p={top_p})"
         many = np.tile(prompt, (10000, 1))

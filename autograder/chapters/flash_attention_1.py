@@ -71,6 +71,9 @@ OFF_BY_ONE_HINT = ("query i may see keys j <= i, no more and no less: the causal
                    "one (keep the diagonal, mask only j > i)")
 MASK_ZERO_HINT = ("mask with -inf, not 0: a score of 0 still gets weight exp(0 - m) in the sum; only "
                   "-inf gives exactly nothing")
+DIAG_HINT = ("the causal diagonal: query i attends to keys 0..i inclusive. In block [start, stop) "
+             "compare the global key index j = start + (0..stop-start-1) with i, keep j <= i (the "
+             "diagonal included) and set j > i to -inf")
 CAUSAL_HINT = "with causal=True, set the scores of keys j > i to -inf before the exponentials"
 BATCH_HINT = "keep the leading batch axes: transpose only the last two axes (np.swapaxes(k, -1, -2))"
 
@@ -464,7 +467,24 @@ def _check_tiled(fn, q, k, v, b, causal, what, after=None):
         if _close(lse, e_lse - s.max(-1)) or _close(lse, np.zeros_like(e_lse)):
             raise CheckFailure(f"{what}: the logsumexp is log(l) without m", ADD_MAX_HINT)
         assert_close(lse, e_lse, f"{what}: logsumexp", ADD_MAX_HINT)
+    if causal:
+        _causal_diagnosis(fn, q, k, v, b, out, e_out, what)
     assert_close(out, e_out, f"{what}: output", after or AFTER_LOOP_HINT)
+
+
+def _causal_diagnosis(fn, q, k, v, b, out, e_out, what):
+    """A causal result is wrong: if the same call without the mask is right, or the rows match
+    a shifted diagonal, the causal mask is at fault, not the rescaling."""
+    with np.errstate(invalid="ignore"):   # under j < i query 0 sees nothing (0/0, or 0 if guarded)
+        strict = _softmax(_scores(q, k, True, diag=-1))[..., 1:, :] @ v
+    if _close(out[..., 1:, :], strict):
+        raise CheckFailure(f"{what}: query i attended to keys 0..i-1 only, not to key i", DIAG_HINT)
+    free = _pair(_call(fn, (q, k, v), {"block_size": b, "causal": False}, what), what, 2)[0]
+    if _close(free, _naive(q, k, v, False)[0]):
+        bad = np.flatnonzero(~np.isclose(out, e_out, rtol=1e-4, atol=1e-4).reshape(-1, *out.shape[-2:])
+                             .all(axis=(0, 2)))
+        raise CheckFailure(f"{what}: right with causal=False, wrong with causal=True (query rows "
+                           f"{bad.tolist()} differ)", DIAG_HINT)
 
 
 @test("tiled_attention_visible", "tiled_attention")
@@ -519,6 +539,8 @@ def tiled_attention_random(tiled_attention, ref):
                                  what, 2)
                 e_out, e_lse = ref.tiled_attention(q, k, v, block_size=b, causal=causal)
                 assert_shape(out, e_out.shape, f"{what}: output", BATCH_HINT)
+                if causal and not _close(out, e_out):
+                    _causal_diagnosis(tiled_attention, q, k, v, b, out, e_out, what)
                 assert_close(out, e_out, f"{what}: output", AFTER_LOOP_HINT)
                 assert_close(lse, e_lse, f"{what}: logsumexp", ADD_MAX_HINT)
 

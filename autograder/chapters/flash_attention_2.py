@@ -10,7 +10,7 @@ import math
 import numpy as np
 
 from ..framework import (Chapter, CheckFailure, assert_dtype, assert_raises, assert_rel_close,
-                         assert_shape, attempt, dtype_name, relative_error, rng_for, REL_TOL,
+                         assert_shape, dtype_name, relative_error, rng_for, REL_TOL,
                          StudentError, tensor_device, torch)
 
 chapter = Chapter("14-flash-attention-2", reference="flash_attention_2",
@@ -123,15 +123,47 @@ DQ_SCALE_HINT = "dQ = scale * ds k: the scores were q k^T * scale, so the scale 
 DV_HINT = "dV = p^T do, with p = exp(s - lse) the attention weights rebuilt from the saved lse"
 BWD_RESCALE_HINT = ("right for one block, wrong for several: accumulate dk, dv (over query blocks) and "
                     "dq (over key blocks) across every block, with p = exp(s - lse) from the saved lse")
+FWD_DOT_HINT = ("the blocks' shapes do not fit tl.dot: queries are (BLOCK_M, d) and keys (BLOCK_N, d), "
+                "so the scores are tl.dot(q, tl.trans(k)), (BLOCK_M, BLOCK_N), and the output adds "
+                "tl.dot(p, v), (BLOCK_M, d); BLOCK_M and BLOCK_N differ, so no other order fits")
+BWD_DOT_HINT = ("the blocks' shapes do not fit tl.dot (BLOCK_M queries, BLOCK_N keys, d columns; "
+                "BLOCK_M != BLOCK_N): s = tl.dot(q, tl.trans(k)), dp = tl.dot(do, tl.trans(v)), "
+                "dV = p^T do = tl.dot(tl.trans(p), do), dK = scale * ds^T q = tl.dot(tl.trans(ds), q) "
+                "* scale, dQ = scale * ds k = tl.dot(ds, k) * scale")
+NONE_HINT = ("shapes that do not broadcast: a vector with one number per row (rows, m_new, alpha, l, "
+             "lse, delta) must be made a column with [:, None] before it meets a (BLOCK_M, BLOCK_N) or "
+             "(BLOCK_M, d) block: mask=rows[:, None] < n, s - m_new[:, None], acc * alpha[:, None], "
+             "acc / l[:, None]; a vector of columns (cols, dims) gets [None, :]")
+DO_CONTIGUOUS_HINT = ("autograd may hand over an expanded or transposed, non-contiguous do (loss = o.sum() "
+                      "gives one with stride 0): make it contiguous (do = do.contiguous()) before the "
+                      "kernels read it with row-major offsets")
 GRADCHECK_HINT = ("torch.autograd.gradcheck compared your gradients with finite differences of the "
                   "exact attention and they disagree: check dq, dk and dv one at a time")
 
 
 # ------------------------------------------------------------------ forward
 
+RAISED_HINT = "the kernel raised: run it on this input in your notebook and read the message"
+
+
+def _attempt_kernel(thunk, what, dot_hint):
+    """Call the student's launcher; a shape error from Triton gets a hint that names its
+    usual cause (a missing tl.trans or [:, None], shown up by BLOCK_M != BLOCK_N != d)."""
+    try:
+        return thunk()
+    except StudentError as err:
+        text = err.message.lower()
+        if "reduction dimension" in text or "matmul" in text or "tl.dot" in text:
+            hint = dot_hint
+        elif "shape_compatible" in text or "broadcast" in text or "incompatible dimensions" in text:
+            hint = NONE_HINT
+        else:
+            hint = RAISED_HINT
+        raise CheckFailure(f"{what} raised {err.type_name}: {err.message}", hint) from None
+
+
 def _run_forward(fn, q, k, v, causal, what):
-    out = attempt(lambda: fn(q, k, v, causal=causal), what,
-                  "the kernel raised: run it on this input in your notebook and read the message")
+    out = _attempt_kernel(lambda: fn(q, k, v, causal=causal), what, FWD_DOT_HINT)
     return _results(out, what, 2, ("o", "lse"))
 
 
@@ -205,9 +237,11 @@ def flash_forward_visible(flash_attention_forward):
     rng = rng_for("flash_forward_visible")
     dev = tensor_device()
     _check_value_errors(fn, dev)
-    one = _inputs(rng, (1, 1, 16, 16))
+    # n = 32 is one block of keys and two of queries on the CPU (BLOCK_N = 32, BLOCK_M = 16), and
+    # d = 64 differs from both: a kernel that mixes up the blocks' shapes fails here, by name.
+    one = _inputs(rng, (1, 1, 32, 64))
     for causal in (False, True):
-        _check_forward(fn, *one, causal, "one block of 16 queries and keys: compare with softmax(q k^T / sqrt(d)) v")
+        _check_forward(fn, *one, causal, "one block of keys: compare with softmax(q k^T / sqrt(d)) v")
     several = _inputs(rng, (1, 1, 128, 16))
     for causal in (False, True):
         _check_forward(fn, *several, causal, RESCALE_HINT)
@@ -257,16 +291,31 @@ def flash_forward_edge(flash_attention_forward, ref):
 
 # ------------------------------------------------------------------ backward
 
-def _check_backward(fn, q, k, v, causal, fallback_hint, seed_rng):
+def _make_do(shape, dtype, device, layout, seed_rng):
+    """do as autograd may hand it over: `layout` "contiguous", "transposed" (random values in a
+    transposed view, as after o.transpose(...) in the loss) or "expanded" (ones with stride 0,
+    what o.sum().backward() gives)."""
+    if layout == "expanded":
+        return torch.ones((), dtype=dtype, device=device).expand(shape)
+    if layout == "transposed":
+        flipped = tuple(shape[:-2]) + (shape[-1], shape[-2])
+        return torch.from_numpy(seed_rng.standard_normal(flipped)).to(dtype).to(device).transpose(-1, -2)
+    return torch.from_numpy(seed_rng.standard_normal(shape)).to(dtype).to(device)
+
+
+_DO_LAYOUTS = {"contiguous": "", "transposed": ", do a transposed (non-contiguous) view",
+               "expanded": ", do = torch.ones(()).expand(q.shape) as o.sum().backward() gives"}
+
+
+def _check_backward(fn, q, k, v, causal, fallback_hint, seed_rng, do_layout="contiguous"):
     """Run the student's backward with the exact o and lse and a random do; compare each gradient."""
     precision = dtype_name(q.dtype)
-    what = f"flash_attention_backward{_describe(q.shape, q.dtype, causal)}"
+    what = f"flash_attention_backward{_describe(q.shape, q.dtype, causal)[:-1]}{_DO_LAYOUTS[do_layout]})"
     o, lse = _attention(q, k, v, causal)
-    do = torch.from_numpy(seed_rng.standard_normal(q.shape)).to(q.dtype).to(q.device)
+    do = _make_do(q.shape, q.dtype, q.device, do_layout, seed_rng)
     o_t = torch.from_numpy(o).to(q.dtype).to(q.device)
     lse_t = torch.from_numpy(lse).to(torch.float64 if q.dtype == torch.float64 else torch.float32).to(q.device)
-    out = attempt(lambda: fn(q, k, v, o_t, lse_t, do, causal=causal), what,
-                  "the kernel raised: run it on this input in your notebook and read the message")
+    out = _attempt_kernel(lambda: fn(q, k, v, o_t, lse_t, do, causal=causal), what, BWD_DOT_HINT)
     grads = _results(out, what, 3, ("dq", "dk", "dv"))
     expected = _gradients(q, k, v, do, causal)
     for name, got, exp in zip(("dq", "dk", "dv"), grads, expected):
@@ -274,6 +323,14 @@ def _check_backward(fn, q, k, v, causal, fallback_hint, seed_rng):
         assert_dtype(got, np.dtype(precision), f"{what}: {name}", f"return {name} in the inputs' dtype")
     if all(_close(g, e, precision) for g, e in zip(grads, expected)):
         return
+    if do_layout == "transposed":
+        # What kernels see when they read do's storage with row-major offsets.
+        read = do.transpose(-1, -2).contiguous().reshape(q.shape)
+        wrong = _formula_gradients(q, k, v, read, causal, delta_do=do)
+        if sum(_close(g, w, precision, nan_equal=True) for g, w in zip(grads, wrong)) >= 2:
+            raise CheckFailure(f"{what}: the kernels read do as if it were contiguous", DO_CONTIGUOUS_HINT)
+    if do_layout != "contiguous" and any(not np.isfinite(g).all() for g in grads):
+        raise CheckFailure(f"{what}: NaN or inf in the gradients", DO_CONTIGUOUS_HINT)
     root_d = math.sqrt(q.shape[-1])
     slips = [(dict(delta=False), DELTA_HINT, "dq and dk miss the -delta term")]
     if causal:
@@ -293,10 +350,12 @@ def _check_backward(fn, q, k, v, causal, fallback_hint, seed_rng):
         assert_rel_close(got, exp, f"{what}: {name}", hint, precision)
 
 
-def _formula_gradients(q, k, v, do, causal, mask=True, diag=0, delta=True):
+def _formula_gradients(q, k, v, do, causal, mask=True, diag=0, delta=True, delta_do=None):
     """(dq, dk, dv) from the backward kernels' formulas in float64, with the true lse, so a
-    slip in the backward alone (mask left out or shifted, delta forgotten) is reproduced."""
+    slip in the backward alone (mask left out or shifted, delta forgotten) is reproduced.
+    `delta_do`: the do that delta is computed from, when the kernels read another one."""
     q, k, v, do = (t.detach().double().cpu() for t in (q, k, v, do))
+    delta_do = do if delta_do is None else delta_do.detach().double().cpu()
     o, lse = (torch.from_numpy(a) for a in _attention(q, k, v, causal))
     s = _scores(q, k, causal=False)
     p = torch.exp(s - lse[..., None])
@@ -304,7 +363,7 @@ def _formula_gradients(q, k, v, do, causal, mask=True, diag=0, delta=True):
         n = s.shape[-1]
         p = p.masked_fill(~torch.ones(n, n, dtype=torch.bool).tril(diag), 0.0)
     dp = do @ v.transpose(-1, -2)
-    ds = p * (dp - (o * do).sum(-1, keepdim=True)) if delta else p * dp
+    ds = p * (dp - (o * delta_do).sum(-1, keepdim=True)) if delta else p * dp
     scale = 1 / math.sqrt(q.shape[-1])
     return ((ds @ k * scale).numpy(), (ds.transpose(-1, -2) @ q * scale).numpy(),
             (p.transpose(-1, -2) @ do).numpy())
@@ -355,9 +414,13 @@ def flash_backward_visible(flash_attention_backward):
     rng = rng_for("flash_backward_visible")
     dev = tensor_device()
     _check_value_errors(fn, dev, backward=True)
-    one = _inputs(rng, (1, 1, 16, 16), torch.float64)
+    # One block of keys, two of queries (BLOCK_N = 32, BLOCK_M = 16 on the CPU), d = 64 unlike
+    # both; do arrives transposed, not contiguous, as autograd may hand it over.
+    one = _inputs(rng, (1, 1, 32, 64), torch.float64)
     for causal in (False, True):
-        _check_backward(fn, *one, causal, "one block of 16 queries and keys: compare with autograd", rng)
+        _check_backward(fn, *one, causal, ("one block of keys, two of queries: accumulate dk, dv (over the query "
+                                                "blocks) and dq, and compare with autograd"), rng,
+                        do_layout="transposed")
     several = _inputs(rng, (1, 1, 96, 16), torch.float64)
     for causal in (False, True):
         _check_backward(fn, *several, causal, BWD_RESCALE_HINT, rng)
@@ -365,6 +428,8 @@ def flash_backward_visible(flash_attention_backward):
     for causal in (False, True):
         _check_backward(fn, *ragged, causal, RAGGED_HINT, rng)
     _check_backward(fn, *_inputs(rng, (2, 2, 19, 32), torch.float32), True, BATCH_HINT, rng)
+    _check_backward(fn, *_inputs(rng, (1, 2, 20, 16), torch.float32), False, DO_CONTIGUOUS_HINT, rng,
+                    do_layout="expanded")
     _gradcheck(fn, (1, 1, 5, 16), True, rng, fast=True)
 
 

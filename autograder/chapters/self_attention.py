@@ -96,7 +96,7 @@ BATCH_HINT = ("keep the leading batch axes: reshape with x.shape[:-1] and swap a
 
 @test("split_heads_visible", "split_heads")
 def split_heads_visible(split_heads):
-    """Head h holds features [h*d_head, (h+1)*d_head) of every position; batch dims; ValueError."""
+    """Head h holds features h*d_head to (h+1)*d_head - 1 of every position; batch dims; ValueError."""
     x = np.arange(18.0).reshape(3, 6)            # T = 3 positions, D = 6 features
     what = "split_heads(x (3, 6), n_heads=2)"
     out = as_result_array(attempt(lambda: split_heads(x, 2), what, BATCH_HINT), what)
@@ -233,6 +233,9 @@ SA_MERGE_HINT = ("heads are merged wrongly: " + MERGE_HINT)
 HEAD_SCALE_HINT = ("scale each head's scores by 1/sqrt(d_head) = 1/sqrt(D / n_heads), the width of "
                    "one head, not 1/sqrt(D)")
 NO_SCALE_HINT = "divide each head's scores by sqrt(d_head), the square root of one head's width"
+SOFTMAX_AXIS_HINT = ("the softmax must run over the keys (the last axis, axis=-1): each query's weights "
+                     "over keys 0..i sum to one; softmax over axis -2 normalises each key's column "
+                     "over the queries instead")
 UNIFORM_HINT = ("with w_q = w_k = 0 every score is 0, so position i's output is the average of the "
                 "projected values x @ w_v at positions 0..i, times w_o")
 
@@ -261,6 +264,11 @@ def _uniform_diagnosis(out, x, w_v, w_o, h, causal, what):
                                 v.mean(-2, keepdims=True)], axis=-2)
         if _close(out, ahead @ w_o):
             raise CheckFailure(f"{what}: position i also averaged position i + 1", OFF_BY_ONE_HINT)
+        by_key = np.tril(np.ones((t, t))) / (t - np.arange(t))[None, :]   # columns sum to one
+        if _close(out, (by_key @ v) @ w_o):
+            raise CheckFailure(f"{what}: position i's weight on key j is 1 / (T - j), so the weights of "
+                               "each key (a column) sum to one, not those of each query (a row)",
+                               SOFTMAX_AXIS_HINT)
     else:
         if _close(out, _cummean(v) @ w_o):
             raise CheckFailure(f"{what}: masked although causal=False", CAUSAL_FLAG_HINT)
@@ -382,6 +390,9 @@ def self_attention_edge(self_attention, ref):
 
 # ------------------------------------------------------------------ sinusoidal_positions
 
+DTYPE_HINT = ("compute in float64 and return a float64 array (np.arange(n) and np.zeros((n, d)) are "
+              "float64 by default): the values are right only to float32 precision, and the angles "
+              "p / 10000**(2i/d) lose digits for long sequences")
 SINCOS_HINT = "column 2i holds the sine and column 2i + 1 the cosine (sin 0 = 0, cos 0 = 1 in row 0)"
 INTERLEAVE_HINT = ("interleave: columns 2i and 2i + 1 hold sin and cos of the same frequency "
                    "(not all sines in the first half and all cosines in the second)")
@@ -406,6 +417,9 @@ def sinusoidal_positions_visible(sinusoidal_positions):
     pe = as_result_array(attempt(lambda: sinusoidal_positions(5, 6), what), what)
     assert_shape(pe, (5, 6), what, "one row per position, one column per feature: (n, d)")
     assert_finite(pe, what, DIVIDE_HINT)
+    if pe.dtype != np.float64 and _close(pe, _sinusoid(5, 6, lambda i: 2 * i), tol=1e-5):
+        raise CheckFailure(f"{what}: the values are right to float32 precision, but the dtype is "
+                           f"{pe.dtype}, expected float64", DTYPE_HINT)
     if _close(pe[0], [1, 0, 1, 0, 1, 0]):
         raise CheckFailure(f"{what}: row 0 is {pe[0].round(3).tolist()}, expected [0, 1, 0, 1, 0, 1]",
                            SINCOS_HINT)
@@ -425,6 +439,7 @@ def sinusoidal_positions_visible(sinusoidal_positions):
     assert_close(pe[:, 2:4], np.stack([np.sin(p / 10000 ** (2 / 6)), np.cos(p / 10000 ** (2 / 6))], axis=1),
                  f"{what}, columns 2 and 3 (angle p / 10000**(2/6))", FREQ_HINT)
     assert_close(pe, _sinusoid(5, 6, lambda i: 2 * i), what, FREQ_HINT)
+    assert_dtype(pe, np.float64, what, DTYPE_HINT)
     assert_raises(lambda: sinusoidal_positions(4, 5), "ValueError", "sinusoidal_positions(4, 5)",
                   "raise ValueError when d is odd: sin and cos come in pairs")
 
@@ -437,6 +452,7 @@ def sinusoidal_positions_random(sinusoidal_positions, ref):
         n, d = int(rng.integers(2, 100)), 2 * int(rng.integers(1, 65))
         what = f"sinusoidal_positions({n}, {d})"
         pe = as_result_array(attempt(lambda: sinusoidal_positions(n, d), what), what)
+        assert_dtype(pe, np.float64, what, DTYPE_HINT)
         assert_close(pe, ref.sinusoidal_positions(n, d), what, FREQ_HINT, rtol=1e-9, atol=1e-9)
 
 
@@ -446,6 +462,7 @@ def sinusoidal_positions_edge(sinusoidal_positions, ref):
     for n, d in [(1, 8), (7, 2), (4096, 16), (3, 1024)]:
         what = f"sinusoidal_positions({n}, {d})"
         pe = as_result_array(attempt(lambda: sinusoidal_positions(n, d), what), what)
+        assert_dtype(pe, np.float64, what, DTYPE_HINT)
         assert_close(pe, ref.sinusoidal_positions(n, d), what, FREQ_HINT, rtol=1e-9, atol=1e-9)
     assert_raises(lambda: sinusoidal_positions(3, 7), "ValueError", "sinusoidal_positions(3, 7)",
                   "raise ValueError when d is odd")

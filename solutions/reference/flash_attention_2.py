@@ -60,12 +60,15 @@ def kernel_settings(q):
     """Block sizes and number types for the kernels, chosen from q (given).
 
     The accumulators are float32 (float64 for float64 inputs, so that gradcheck can
-    see tiny changes); float32 products use full precision ("ieee"), not TF32.
+    see tiny changes); float32 products use full precision ("ieee"), not TF32. The blocks
+    of queries (BLOCK_M rows) and of keys (BLOCK_N rows) differ in size on purpose: a
+    kernel that mixes them up, or a missing transpose or [:, None], fails loudly instead of
+    computing the wrong numbers with shapes that happen to agree.
     """
-    block = 16 if q.device.type == "cpu" else 64
+    block_m, block_n = (16, 32) if q.device.type == "cpu" else (64, 32)
     acc = tl.float64 if q.dtype == torch.float64 else tl.float32
     precision = "ieee" if q.dtype in (torch.float32, torch.float64) else "tf32"
-    return dict(BLOCK_M=block, BLOCK_N=block, ACC=acc, PRECISION=precision)
+    return dict(BLOCK_M=block_m, BLOCK_N=block_n, ACC=acc, PRECISION=precision)
 
 
 # ------------------------------------------------------------------ forward

@@ -66,7 +66,7 @@ def sinusoidal_positions(n, d):
 
     Row p (position p = 0, 1, ..., n - 1), columns 2i and 2i + 1 hold
     sin and cos of p / 10000**(2i / d), for i = 0, 1, ..., d/2 - 1.
-    Raises ValueError if d is odd.
+    Returns a float64 array (compute in float64). Raises ValueError if d is odd.
     """
     if d % 2:
         raise ValueError("d must be even")

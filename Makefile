@@ -9,7 +9,7 @@ JOBS   ?= 2
 export OMP_NUM_THREADS ?= 1
 export OPENBLAS_NUM_THREADS ?= 1
 
-.PHONY: book site-assets system-packages test grade release serve validate checkpoint clean
+.PHONY: book site-assets system-packages test test-chapter grade release serve validate checkpoint clean
 
 # The widget manager, RequireJS and MathJax that the site serves itself (no public CDN):
 # npm installs package-lock.json's versions; the files pages need are copied to ASSETS,
@@ -56,6 +56,10 @@ test: system-packages $(STAMP) site-assets  ## run every test
 	$(PY) -m pytest -n $(JOBS) --dist loadgroup -q --durations=10 --ignore=tests/test_site.py
 	@# The browser tests time page loads: they run alone, with no other test loading the CPU.
 	$(PY) -m pytest -q -p no:xdist tests/test_site.py
+
+test-chapter: $(STAMP)  ## every test of one chapter: make test-chapter CH=NN-slug
+	@test -n "$(CH)" || { echo "usage: make test-chapter CH=NN-slug"; exit 2; }
+	$(PY) -m pytest -n $(JOBS) -q -s --chapter $(CH) --ignore=tests/test_site.py
 
 grade: $(STAMP)  ## grade the bundled sample submissions
 	$(PY) -m autograder grade --jobs $(JOBS)

@@ -178,7 +178,7 @@ class Batch:
             ok, why = probe_worker(self.sandboxed, tuple(imports) or ("numpy",))
             if not ok:
                 raise GraderUnavailable(f"the grader's worker cannot run student code here: {why}")
-        grader = grader_digest()
+        digests = {}
         jobs, results = [], {}
         for student, assignment, path, chapter, notes, error in found:
             raw = None
@@ -187,7 +187,9 @@ class Batch:
                     raw = read_bytes_safely(path)
                 except Unreadable as err:
                     path, error = None, str(err)
-            digest = _digest(raw, grader + error)
+            if chapter not in digests:
+                digests[chapter] = grader_digest(chapter)
+            digest = _digest(raw, digests[chapter] + error)
             state = self.state_path(student, assignment)
             if not self.force and state.is_file():
                 try:

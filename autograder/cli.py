@@ -98,6 +98,17 @@ def cmd_release(args) -> int:
     return 0
 
 
+def cmd_new_chapter(args) -> int:
+    from .scaffold import new_chapter, next_steps
+    try:
+        new_chapter(args.slug, args.title)
+    except (ValueError, FileExistsError) as err:
+        print(f"error: {err}")
+        return 2
+    print(next_steps(args.slug))
+    return 0
+
+
 def cmd_validate(args) -> int:
     from .validate import validate_all
     failures = validate_all()
@@ -135,6 +146,10 @@ def main(argv=None) -> int:
     p = sub.add_parser("release", help="regenerate exercises/ from solutions/")
     p.add_argument("--chapter", help="only this chapter slug, e.g. 03-self-attention")
     p.set_defaults(func=cmd_release)
+    p = sub.add_parser("new-chapter", help="write every file of a new chapter, registered and green")
+    p.add_argument("slug", help="NN-slug, e.g. 09-gpt-pytorch")
+    p.add_argument("title", nargs="?", default="TODO: the chapter's title")
+    p.set_defaults(func=cmd_new_chapter)
     p = sub.add_parser("validate", help="check that every instructor notebook passes its own tests")
     p.set_defaults(func=cmd_validate)
 

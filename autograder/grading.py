@@ -139,12 +139,20 @@ class Session:
         self.worker.stop()
 
 
-def grader_digest() -> str:
-    """Changes when the grader or the reference changes: cached grades are then redone."""
+def grader_digest(chapter: Chapter | None = None) -> str:
+    """Changes when what grades `chapter` changes (the grader's own modules, that chapter's
+    checks, the reference implementations): cached grades are then redone. Editing one
+    chapter's checks regrades only that chapter's submissions."""
     h = hashlib.sha256()
     package = Path(__file__).resolve().parent
-    for path in sorted(package.rglob("*.py")) + sorted((reference.solutions_dir() / "reference").glob("*.py")):
-        h.update(path.read_bytes())
+    mine = {package / "chapters" / "__init__.py"}
+    if chapter is not None:
+        mine.add(package / "chapters" / f"{chapter.reference}.py")
+    files = sorted(package.glob("*.py")) + sorted(mine) + \
+        sorted((reference.solutions_dir() / "reference").glob("*.py"))
+    for path in files:
+        if path.is_file():
+            h.update(path.name.encode() + b"\0" + path.read_bytes())
     return h.hexdigest()[:16]
 
 

@@ -51,3 +51,42 @@ def built_site(tmp_path_factory):
                            "--warningiserror", "--nitpick", "--keep-going"],
                           capture_output=True, text=True, timeout=900)
     return done, out_dir / "_build" / "html"
+
+
+# ---------------------------------------------------------------- one chapter at a time
+
+def pytest_addoption(parser):
+    parser.addoption("--chapter", default=None, metavar="NN-slug",
+                     help="run only the tests of one chapter (its checks, catalogue, release, "
+                          "samples and page): `make test-chapter CH=NN-slug`")
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "chapter_only: runs only with --chapter (the whole suite "
+                                       "covers the same ground in one go)")
+
+
+def only_chapter():
+    """The --chapter slug, or None: tests that loop over chapters narrow to it."""
+    return os.environ.get("COURSE_ONLY_CHAPTER") or None
+
+
+def pytest_collection_modifyitems(config, items):
+    slug = config.getoption("--chapter")
+    if not slug:
+        deselected = [i for i in items if i.get_closest_marker("chapter_only")]
+        items[:] = [i for i in items if not i.get_closest_marker("chapter_only")]
+        config.hook.pytest_deselected(items=deselected)
+        return
+    from autograder.chapters import chapter
+    module = chapter(slug).reference   # raises with the known slugs for a typo
+    os.environ["COURSE_ONLY_CHAPTER"] = slug
+
+    def mine(item):
+        ids = item.nodeid
+        return (f"[{slug}" in ids or f"-{slug}-" in ids or f"[{slug}-" in ids
+                or item.fspath.basename == f"test_{module}.py"
+                or item.get_closest_marker("chapter_only") is not None)
+    keep = [i for i in items if mine(i)]
+    config.hook.pytest_deselected(items=[i for i in items if not mine(i)])
+    items[:] = keep

@@ -15,3 +15,21 @@ def test_book_builds_without_warnings(built_site):
     assert chapter.count("<img") >= 2 and "Traceback" not in chapter
     exercise = (html / "exercises/01-similarity/01-similarity.html").read_text()
     assert "colab.research.google.com" in exercise or "mybinder" in exercise  # launch buttons
+
+
+@pytest.mark.chapter_only
+def test_one_chapters_page_executes():
+    """`--chapter NN-slug`: that chapter's page runs top to bottom without an error (the full
+    suite builds the whole book instead), and how long it takes."""
+    import time
+
+    import jupytext
+    from nbclient import NotebookClient
+
+    from conftest import REPO, only_chapter
+    page = REPO / "book" / f"{only_chapter()}.md"
+    nb = jupytext.read(page)
+    start = time.monotonic()
+    NotebookClient(nb, timeout=300, kernel_name="python3",
+                   resources={"metadata": {"path": str(page.parent)}}).execute()
+    print(f"\n{page.name} executed in {time.monotonic() - start:.1f} s")

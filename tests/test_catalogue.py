@@ -42,6 +42,15 @@ def test_every_function_has_three_wrong_implementations():
             assert names.count(fn) >= 3, f"{ch.slug}.{fn} has {names.count(fn)} wrong implementations"
 
 
+def test_grade_ids_are_unique_across_the_course():
+    """`check(grade_id, fn)` finds its test by id alone: an id used twice would make a
+    student's self-check run another chapter's test."""
+    seen = {}
+    for ch in CHAPTERS:
+        for gid in list(ch.tests) + ch.functions + ch.helpers:
+            assert seen.setdefault(gid, ch.slug) == ch.slug, f"{gid} is used by {seen[gid]} and {ch.slug}"
+
+
 def test_every_function_has_visible_and_hidden_tests():
     for ch in CHAPTERS:
         for fn in ch.functions:

@@ -7,7 +7,9 @@ import subprocess
 import sys
 
 from autograder.batch import SAMPLES, Batch
-from conftest import FAST, REPO
+import pytest
+
+from conftest import FAST, REPO, only_chapter
 
 # alice: correct; bob: partly correct; carol: untouched; dave: fails at import; erin: loops forever.
 SCORES = {
@@ -17,9 +19,13 @@ SCORES = {
     "04-transformer-block": (15, 6, 0, 0, 12),
     "05-gpt-numpy": (12, 6, 0, 3, 9),
     "06-decoding": (15, 7, 0, 0, 12),
+    "07-backprop": (18, 12, 0, 3, 15),
+    "08-tokenization": (15, 6, 0, 6, 12),
+    "11-inference-arithmetic": (15, 9, 0, 9, 12),
     "12-triton-basics": (9, 3, 0, 0, 6),
     "13-flash-attention-1": (12, 6, 0, 0, 9),
     "14-flash-attention-2": (12, 6, 0, 0, 6),
+    "15-kv-cache": (15, 6, 0, 0, 12),
 }
 STUDENTS = ("alice", "bob", "carol", "dave", "erin")
 EXPECTED = {(st, slug): score for slug, scores in SCORES.items() for st, score in zip(STUDENTS, scores)}
@@ -91,3 +97,12 @@ def test_cli_grade_prints_the_table(sandboxed, tmp_path):
                          capture_output=True, text=True, cwd=REPO, timeout=300)
     assert out.returncode == 0, out.stderr
     assert "alice" in out.stdout and "12 / 12" in out.stdout and "grades.csv" in out.stdout
+
+
+@pytest.mark.chapter_only
+def test_one_chapters_samples(sandboxed, tmp_path):
+    """`--chapter NN-slug`: that chapter's five samples, with their exact scores."""
+    slug = only_chapter()
+    subset, expected = samples_subset(tmp_path, (slug,))
+    results = Batch(subset, tmp_path / "work", FAST, True, jobs=2, out=lambda s: None).run()
+    assert _scores(results) == expected

@@ -58,7 +58,9 @@ class Chapter:
 
     def __init__(self, slug: str, reference: str, functions: list[str], provided: list[str] = (),
                  helpers: list[str] = (), imports: tuple[str, ...] = ("numpy",),
-                 kernels: dict[str, list[str]] | None = None):
+                 kernels: dict[str, list[str]] | None = None,
+                 sample_scores: tuple | None = None, sample_mistakes: dict[str, str] | None = None,
+                 sample_loop: tuple[str, str] | None = None):
         self.slug = slug
         self.reference = reference      # module name under solutions.reference
         self.functions = list(functions)  # graded functions, in notebook order
@@ -70,6 +72,13 @@ class Chapter:
         self.imports = tuple(imports)
         # Launcher -> the Triton kernels (helpers) it must launch: the method is graded too.
         self.kernels = dict(kernels or {})
+        # The bundled sample submissions (autograder/samples.py): the scores alice (correct),
+        # bob (partly wrong), carol (untouched), dave (fails at import) and erin (loops) get;
+        # bob's mistakes (function -> catalogue entry; default: the first catalogued mistake of
+        # the first and last functions); where erin loops ("cell" or "call", function).
+        self.sample_scores = tuple(sample_scores) if sample_scores else None
+        self.sample_mistakes = dict(sample_mistakes) if sample_mistakes else None
+        self.sample_loop = tuple(sample_loop) if sample_loop else None
         self.tests: dict[str, Test] = {}
 
     def test(self, grade_id: str, function: str, points: int = 1, hidden: bool = False):

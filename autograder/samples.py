@@ -14,19 +14,11 @@ from .chapters import all_chapters
 from .notebooks import grade_id
 from .release import source_of
 
-# What each sample student did, per chapter: function -> wrong implementation name.
-PARTLY_WRONG = {
-    "01-similarity": {"softmax": "unstable", "embed": "negative_ids_wrap"},
-    "02-toy-attention": {"attention_weights": "mask_with_zero", "attention_entropy": "bits"},
-    "14-flash-attention-2": {"flash_attention_backward": "bwd_no_delta"},
-}
-LOOPING = {"01-similarity": ("cell", "similarity_matrix"), "02-toy-attention": ("call", "attention_entropy")}
-
-
 def _partly_wrong(chapter) -> dict[str, str]:
-    """By default the first catalogued mistake of the first and last functions."""
-    if chapter.slug in PARTLY_WRONG:
-        return PARTLY_WRONG[chapter.slug]
+    """Bob's mistakes, as the chapter declares them (`Chapter(sample_mistakes=...)`); by default
+    the first catalogued mistake of the first and last functions."""
+    if chapter.sample_mistakes:
+        return chapter.sample_mistakes
     wrongs = catalogue.load(chapter.reference).WRONG
     picks = {}
     for fn in (chapter.functions[0], chapter.functions[-1]):
@@ -71,7 +63,7 @@ def build(release_dir: Path, only: str | None = None) -> dict[tuple[str, str], d
                 cell["source"] = "import attention_helpers  # only on Dave's laptop\n" + "".join(cell["source"])
                 break
         subs[("dave", ch.slug)] = broken
-        kind, fn = LOOPING.get(ch.slug, ("call", ch.functions[-1]))
+        kind, fn = ch.sample_loop or ("call", ch.functions[-1])
         looping = dict(correct)
         if kind == "cell":
             looping[fn] = correct[fn] + "\nwhile True:  # left over from debugging\n    pass\n"

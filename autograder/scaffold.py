@@ -41,7 +41,10 @@ import numpy as np
 
 from ..framework import Chapter, assert_close, rng_for
 
-chapter = Chapter("{slug}", reference="{module}", functions=["clip_norm"])
+# sample_scores: what the bundled samples score (alice, bob, carol, dave, erin); set them after
+# `python -m autograder release --chapter {slug}` from `make test-chapter`'s report.
+chapter = Chapter("{slug}", reference="{module}", functions=["clip_norm"],
+                  sample_scores=(3, 1, 0, 0, 0))
 test = chapter.test
 
 LONGEST_HINT = "rescale by max_norm / norm of the row, and only rows longer than max_norm"
@@ -249,6 +252,6 @@ def next_steps(slug: str) -> str:
           _toc.yml                             registered, with the exercise as a section
         Then:
           python -m autograder release --chapter {slug}
-          add the five sample scores (alice, bob, carol, dave, erin) to SCORES in tests/test_grade_samples.py
+          set Chapter(sample_scores=...) to what alice, bob, carol, dave and erin score (make test-chapter says)
           make test-chapter CH={slug}
         The guide: book/adding-a-chapter.md""")

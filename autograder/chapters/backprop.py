@@ -25,7 +25,8 @@ chapter = Chapter("07-backprop", reference="backprop",
                   functions=["linear_backward", "softmax_backward", "cross_entropy_backward", "gelu_backward",
                              "layer_norm_backward", "attention_head_backward"],
                   provided=["softmax", "causal_mask", "layer_norm", "gelu", "linear", "cross_entropy",
-                            "attention_head", "numerical_gradient"])
+                            "attention_head", "numerical_gradient"],
+                  sample_scores=(18, 12, 0, 3, 15))
 test = chapter.test
 
 F32_TOL = 1e-4   # relative-norm error allowed for float32 inputs (a correct float32 backward: ~1e-6)

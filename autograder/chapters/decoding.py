@@ -18,7 +18,8 @@ chapter = Chapter("06-decoding", reference="decoding",
                   functions=["greedy", "sample", "top_k_filter", "top_p_filter", "generate"],
                   provided=["softmax", "causal_mask", "split_heads", "merge_heads", "self_attention",
                             "layer_norm", "gelu", "mlp", "transformer_block", "embed_tokens", "final_logits",
-                            "gpt_forward"])
+                            "gpt_forward"],
+                  sample_scores=(15, 7, 0, 0, 12))
 test = chapter.test
 
 DELTA = 1e-7  # false-failure probability of one frequency comparison (see the module docstring)

@@ -10,7 +10,8 @@ from ..framework import (Chapter, CheckFailure, as_result_array, attempt, assert
 chapter = Chapter("13-flash-attention-1", reference="flash_attention_1",
                   functions=["attention_logsumexp", "online_softmax_update", "online_softmax",
                              "tiled_attention"],
-                  provided=["naive_attention"])
+                  provided=["naive_attention"],
+                  sample_scores=(12, 6, 0, 0, 9))
 test = chapter.test
 
 

@@ -20,7 +20,9 @@ chapter = Chapter("14-flash-attention-2", reference="flash_attention_2",
                   helpers=["_flash_fwd_kernel", "_flash_bwd_dkdv_kernel", "_flash_bwd_dq_kernel"],
                   imports=("numpy", "torch", "triton"),
                   kernels={"flash_attention_forward": ["_flash_fwd_kernel"],
-                           "flash_attention_backward": ["_flash_bwd_dkdv_kernel", "_flash_bwd_dq_kernel"]})
+                           "flash_attention_backward": ["_flash_bwd_dkdv_kernel", "_flash_bwd_dq_kernel"]},
+                  sample_scores=(12, 6, 0, 0, 6),
+                  sample_mistakes={"flash_attention_backward": "bwd_no_delta"})
 test = chapter.test
 
 # ------------------------------------------------------------------ inputs and the plain formulas

@@ -11,7 +11,8 @@ from ..framework import (Chapter, CheckFailure, assert_close, assert_raises, ass
 chapter = Chapter("05-gpt-numpy", reference="gpt_numpy",
                   functions=["embed_tokens", "final_logits", "gpt_forward", "next_token_probs"],
                   provided=["softmax", "causal_mask", "split_heads", "merge_heads", "self_attention",
-                            "layer_norm", "gelu", "mlp", "transformer_block"])
+                            "layer_norm", "gelu", "mlp", "transformer_block"],
+                  sample_scores=(12, 6, 0, 3, 9))
 test = chapter.test
 
 BLOCK_KEYS = ("ln1_g", "ln1_b", "w_q", "w_k", "w_v", "w_o",

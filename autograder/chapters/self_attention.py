@@ -8,7 +8,8 @@ from ..framework import (Chapter, CheckFailure, as_result_array, assert_dtype, a
 chapter = Chapter("03-self-attention", reference="self_attention",
                   functions=["causal_mask", "split_heads", "merge_heads", "self_attention",
                              "sinusoidal_positions"],
-                  provided=["softmax"])
+                  provided=["softmax"],
+                  sample_scores=(15, 6, 0, 0, 12))
 test = chapter.test
 
 

@@ -5,7 +5,10 @@ from ..framework import (Chapter, assert_close, assert_dtype, assert_finite, ass
                          assert_shape, as_result_array, attempt, ensure, rng_for)
 
 chapter = Chapter("01-similarity", reference="similarity",
-                  functions=["embed", "similarity_matrix", "cosine_similarity", "softmax"])
+                  functions=["embed", "similarity_matrix", "cosine_similarity", "softmax"],
+                  sample_scores=(12, 8, 0, 3, 9),
+                  sample_mistakes={"softmax": "unstable", "embed": "negative_ids_wrap"},
+                  sample_loop=("cell", "similarity_matrix"))
 test = chapter.test
 
 # ------------------------------------------------------------------ embed

@@ -8,7 +8,10 @@ from ..framework import (Chapter, CheckFailure, assert_finite, assert_shape, as_
 chapter = Chapter("02-toy-attention", reference="toy_attention",
                   functions=["attention_scores", "attention_weights",
                              "scaled_dot_product_attention", "attention_entropy"],
-                  provided=["softmax"])
+                  provided=["softmax"],
+                  sample_scores=(12, 4, 0, 0, 9),
+                  sample_mistakes={"attention_weights": "mask_with_zero", "attention_entropy": "bits"},
+                  sample_loop=("call", "attention_entropy"))
 test = chapter.test
 
 SCALE_HINT = "divide the scores by sqrt(d_k), the square root of the key dimension"

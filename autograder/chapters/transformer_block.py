@@ -17,7 +17,8 @@ from ..framework import (Chapter, CheckFailure, as_result_array, assert_finite, 
 
 chapter = Chapter("04-transformer-block", reference="transformer_block",
                   functions=["layer_norm", "gelu", "mlp", "transformer_block", "parallel_block"],
-                  provided=["softmax", "causal_mask", "split_heads", "merge_heads", "self_attention"])
+                  provided=["softmax", "causal_mask", "split_heads", "merge_heads", "self_attention"],
+                  sample_scores=(15, 6, 0, 0, 12))
 test = chapter.test
 
 

@@ -67,7 +67,8 @@ def cmd_grade(args) -> int:
     else:
         print(f"sandbox: {why}")
     work = Path(args.work)
-    batch = Batch(root, work, _limits(args), sandboxed, jobs=args.jobs, force=args.force)
+    batch = Batch(root, work, _limits(args), sandboxed, jobs=args.jobs, force=args.force,
+                  progress=_progress_printer(), students=args.student or (), assignments=args.assignment or ())
     try:
         results = batch.run()
     except WorkFolderBusy as err:
@@ -81,14 +82,53 @@ def cmd_grade(args) -> int:
         print(f"no submissions found under {root}")
         return 0
     print(summary(results))
+    st = batch.stats
+    print(f"\n{st['graded']} graded in {st['seconds']} s ({st['per_second']} per second), "
+          f"{st['resumed']} unchanged and kept")
+    if batch.brief:
+        print(batch.brief)
     print(f"\ngrades:    {work / 'grades.csv'}\nfeedback:  {work / 'feedback'}/<student>/<assignment>/"
-          f"\ngradebook: {work / 'gradebook.db'}")
+          f"\ngradebook: {work / 'gradebook.db'}\nreports:   {work}/report-<assignment>.html")
     failed = [r for r in results if r.grader_error]
     if failed:
         print(f"\nGRADER ERROR in {len(failed)} submission(s): they were NOT graded and no grade was "
               f"recorded for them (first: {failed[0].grader_error[:300]}). Fix the grader and run "
               "again: the others are kept.")
         return 4
+    return 0
+
+
+def _progress_printer():
+    """A progress bar with rate and ETA on a terminal; a plain line every 10 % (or 30 s) in logs."""
+    import sys
+    import time
+    state = {"bar": None, "last": 0.0, "shown": -1}
+
+    def show(done: int, total: int) -> None:
+        if sys.stdout.isatty():
+            if state["bar"] is None:
+                from tqdm import tqdm
+                state["bar"] = tqdm(total=total, unit="submission", dynamic_ncols=True)
+            state["bar"].update(1)
+            if done == total:
+                state["bar"].close()
+            return
+        now = time.monotonic()
+        tenth = done * 10 // max(total, 1)
+        if done == total or tenth > state["shown"] or now - state["last"] > 30:
+            state["shown"], state["last"] = tenth, now
+            print(f"graded {done} of {total}", flush=True)
+    return show
+
+
+def cmd_export(args) -> int:
+    from .export import export
+    try:
+        path = export(Path(args.work), args.format, Path(args.out) if args.out else None)
+    except FileNotFoundError as err:
+        print(f"error: {err}")
+        return 2
+    print(f"wrote {path}")
     return 0
 
 
@@ -140,8 +180,18 @@ def main(argv=None) -> int:
     p.add_argument("--require-sandbox", action="store_true", help="refuse to grade without the kernel sandbox")
     p.add_argument("--work", default=str(reference.REPO / ".grader"),
                    help="where the gradebook, feedback and grades.csv go")
+    p.add_argument("--student", action="append", metavar="NAME",
+                   help="grade only this student's folder (repeatable); the others keep their grades")
+    p.add_argument("--assignment", action="append", metavar="SLUG",
+                   help="grade only this assignment (repeatable); with --force, regrade it")
     limit_options(p)
     p.set_defaults(func=cmd_grade)
+
+    p = sub.add_parser("export", help="grades from the gradebook, one row per student: csv, canvas or moodle")
+    p.add_argument("--format", choices=("csv", "canvas", "moodle"), default="csv")
+    p.add_argument("--work", default=str(reference.REPO / ".grader"), help="the grading folder (gradebook.db)")
+    p.add_argument("--out", help="the file to write (default: WORK/export-FORMAT.csv)")
+    p.set_defaults(func=cmd_export)
 
     p = sub.add_parser("release", help="regenerate exercises/ from solutions/")
     p.add_argument("--chapter", help="only this chapter slug, e.g. 03-self-attention")

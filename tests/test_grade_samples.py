@@ -85,6 +85,9 @@ def test_cli_grade_prints_the_table(sandboxed, tmp_path):
                          capture_output=True, text=True, cwd=REPO, timeout=300)
     assert out.returncode == 0, out.stderr
     assert "alice" in out.stdout and "12 / 12" in out.stdout and "grades.csv" in out.stdout
+    # Not a terminal: progress as plain lines, then the run's figures and the class's brief.
+    assert "graded 5 of 5" in out.stdout and "5 graded in" in out.stdout
+    assert "01-similarity: 5 graded, mean" in out.stdout and "report-<assignment>.html" in out.stdout
 
 
 def test_every_chapter_declares_its_sample_scores():
@@ -99,3 +102,54 @@ def test_one_chapters_samples(sandboxed, tmp_path):
     subset, expected = samples_subset(tmp_path, (slug,))
     results = Batch(subset, tmp_path / "work", FAST, True, jobs=2, out=lambda s: None).run()
     assert _scores(results) == expected
+
+
+def test_class_report_agrees_with_grades_csv_and_hides_the_tests(sandboxed, tmp_path):
+    import html
+    import json
+    import re
+    import statistics
+    samples, expected = samples_subset(tmp_path, ("01-similarity", "05-gpt-numpy"))
+    work = tmp_path / "work"
+    batch = Batch(samples, work, FAST, True, jobs=2, out=lambda s: None)
+    batch.run()
+    rows = list(csv.DictReader(open(work / "grades.csv")))
+    for slug in ("01-similarity", "05-gpt-numpy"):
+        page = (work / f"report-{slug}.html").read_text()
+        data = json.loads(html.unescape(re.search(r'data-summary="([^"]*)"', page).group(1)))
+        scores = sorted(float(r["score"]) for r in rows if r["assignment"] == slug)
+        assert sorted(data["scores"]) == scores and data["graded"] == len(scores)
+        assert abs(data["mean"] - statistics.fmean(scores)) < 1e-3
+        for secret in ("BEGIN HIDDEN", 'check("', "rng_for(", "ref."):
+            assert secret not in page
+        assert "http://" not in page and "https://" not in page   # works offline: images are inline
+    # Bob's unstable softmax is named by its catalogue entry, not only by its hint.
+    assert "exp(1000) overflows to inf" in (work / "report-01-similarity.html").read_text()
+    assert "01-similarity: 5 graded" in batch.brief
+
+
+def test_selected_students_and_assignments_are_regraded_alone(sandboxed, tmp_path):
+    samples, expected = samples_subset(tmp_path, ("01-similarity", "02-toy-attention"))
+    work = tmp_path / "work"
+    Batch(samples, work, FAST, True, jobs=2, out=lambda s: None).run()
+    again = Batch(samples, work, FAST, True, jobs=2, force=True, out=lambda s: None,
+                  students=["bob"], assignments=["01-similarity"])
+    results = again.run()
+    assert again.stats["graded"] == 1 and _scores(results) == expected   # every row still there
+    rows = list(csv.DictReader(open(work / "grades.csv")))
+    assert len(rows) == len(expected)
+
+
+def test_export_for_spreadsheets_canvas_and_moodle(sandboxed, tmp_path):
+    from autograder.export import export
+    samples, expected = samples_subset(tmp_path, ("01-similarity",))
+    work = tmp_path / "work"
+    Batch(samples, work, FAST, True, jobs=2, out=lambda s: None).run()
+    plain = list(csv.reader(open(export(work, "csv"))))
+    assert plain[0] == ["student", "01-similarity (/12)", "total"]
+    assert {r[0]: float(r[1]) for r in plain[1:]} == {st: v for (st, _), v in expected.items()}
+    canvas = list(csv.reader(open(export(work, "canvas"))))
+    assert canvas[0][:5] == ["Student", "ID", "SIS User ID", "SIS Login ID", "Section"]
+    assert canvas[1][0].strip() == "Points Possible" and canvas[1][5] == "12"
+    moodle = list(csv.reader(open(export(work, "moodle"))))
+    assert moodle[0] == ["Username", "01-similarity"] and len(moodle) == 6

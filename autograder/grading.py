@@ -163,19 +163,21 @@ def zero_result(student, assignment, notebook, chapter: Chapter | None, error: s
 
 
 def _method_problems(submitted: dict, chapter: Chapter) -> dict[str, str]:
-    """Launcher -> why it does not run its Triton kernels (see `method`), read from the
-    answer cells; a kernel or launcher name defined again in another cell counts too."""
+    """Launcher -> why it does not run its Triton kernels (see `method`), read from the code
+    cells in notebook order: what counts is each name's last definition, wherever it is."""
     if not chapter.kernels:
         return {}
-    cells = [(notebooks.grade_id(c), c["source"]) for c in submitted["cells"] if c["cell_type"] == "code"]
-    own = {gid: src for gid, src in cells if gid}
+    cells = [c["source"] for c in submitted["cells"]
+             if c["cell_type"] == "code" and not notebooks.is_test_cell(c)]
     problems = {}
     for launcher, kernels in chapter.kernels.items():
-        problem = method.problem(launcher, own.get(launcher), {k: own.get(k) for k in kernels})
-        for name in [launcher] + kernels:
-            if any(gid != name and method.defines(src, name) for gid, src in cells):
-                problem = problem or (f"`{name}` is defined again outside its answer cell: the grader "
-                                      f"reads it from its own cell. Hint: {method.HINT}")
+        last = method.last_definitions(cells, [launcher] + kernels)
+        opaque = [n for n in [launcher] + kernels if n in last and last[n] is None]
+        if opaque:
+            problems[launcher] = (f"`{opaque[0]}` is last bound by an assignment or import, not by its def: "
+                                  f"the grader cannot see which code runs. Hint: {method.HINT}")
+            continue
+        problem = method.problem(launcher, last.get(launcher), {k: last.get(k) for k in kernels})
         if problem:
             problems[launcher] = problem
     return problems

@@ -35,23 +35,39 @@ def _last_def(source: str | None, name: str) -> ast.FunctionDef | None:
     return found
 
 
-def defines(source: str, name: str) -> bool:
-    """Whether `source` binds `name` at its top level (def, class, assignment, import)."""
-    try:
-        tree = ast.parse(textwrap.dedent(source))
-    except SyntaxError:
-        return False
-    for node in tree.body:
-        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)) and node.name == name:
-            return True
-        targets = node.targets if isinstance(node, ast.Assign) else \
-            [node.target] if isinstance(node, (ast.AnnAssign, ast.AugAssign)) else []
-        if any(isinstance(n, ast.Name) and n.id == name for t in targets for n in ast.walk(t)):
-            return True
-        if isinstance(node, (ast.Import, ast.ImportFrom)) and \
-                any((a.asname or a.name.split(".")[0]) == name for a in node.names):
-            return True
-    return False
+def _binding(node: ast.stmt, name: str) -> str | None:
+    """'def' if this top-level statement defines `name` with def, 'other' if it binds it
+    another way (class, assignment, import), else None."""
+    if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.name == name:
+        return "def"
+    if isinstance(node, ast.ClassDef) and node.name == name:
+        return "other"
+    targets = node.targets if isinstance(node, ast.Assign) else \
+        [node.target] if isinstance(node, (ast.AnnAssign, ast.AugAssign)) else []
+    if any(isinstance(n, ast.Name) and n.id == name for t in targets for n in ast.walk(t)):
+        return "other"
+    if isinstance(node, (ast.Import, ast.ImportFrom)) and \
+            any((a.asname or a.name.split(".")[0]) == name for a in node.names):
+        return "other"
+    return None
+
+
+def last_definitions(cells: list[str], names: list[str]) -> dict[str, str | None]:
+    """For each name, the source of the cell whose `def` binds it last, in notebook order (what
+    runs when the tests call it); None when its last binding is not a `def` (an assignment,
+    an import), which no one can read statically."""
+    found: dict[str, str | None] = {}
+    for source in cells:
+        try:
+            tree = ast.parse(textwrap.dedent(source))
+        except SyntaxError:
+            continue
+        for node in tree.body:
+            for name in names:
+                kind = _binding(node, name)
+                if kind:
+                    found[name] = source if kind == "def" else None
+    return found
 
 
 def _unwritten(fn: ast.FunctionDef) -> bool:

@@ -114,6 +114,11 @@ def grade_id(cell) -> str | None:
     return None
 
 
+def is_test_cell(cell) -> bool:
+    """A graded test cell (never run: its verdict comes from the trusted registry)."""
+    return _is_test(cell)
+
+
 def _is_test(cell) -> bool:
     meta = cell.get("metadata", {}).get("nbgrader")
     return isinstance(meta, dict) and bool(meta.get("grade")) and not meta.get("solution")

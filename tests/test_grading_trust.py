@@ -231,3 +231,34 @@ def test_correct_notebooks_keep_full_marks_on_a_loaded_machine(sandboxed, tmp_pa
             h.wait()
     assert all(r.score == r.max_score for r in results), [(r.student, r.assignment, r.score, r.cell_errors)
                                                           for r in results if r.score < r.max_score]
+
+
+def _with_answer(slug, function, source):
+    nb = json.loads((SAMPLES / "alice" / slug / f"{slug}.ipynb").read_text())
+    for cell in nb["cells"]:
+        if cell["metadata"].get("nbgrader", {}).get("grade_id") == function:
+            cell["source"] = source
+    return nb
+
+
+def test_kernel_chapters_grade_the_kernel_not_only_the_numbers(sandboxed, tmp_path):
+    """A launcher that computes with PyTorch scores zero on its tests, with the reason; an honest
+    student who pastes kernel and launcher together into the launcher's cell keeps full marks."""
+    from autograder import catalogue
+    wrong = {(w.function, w.name): w.source for w in catalogue.load("triton_basics").WRONG}
+    correct_add = next(src for src in catalogue.load("triton_basics").CORRECT if "def vector_add" in src)
+    cases = {"torch_add": ("12-triton-basics", "vector_add", wrong[("vector_add", "add_in_pytorch")]),
+             "pasted_together": ("12-triton-basics", "vector_add", correct_add)}
+    # (Chapter 14's forward in PyTorch is the catalogue's fwd_in_pytorch, proven by test_catalogue.)
+    for student, (slug, fn, source) in cases.items():
+        folder = tmp_path / "subs" / student / slug
+        folder.mkdir(parents=True)
+        (folder / f"{slug}.ipynb").write_text(json.dumps(_with_answer(slug, fn, source)))
+    by = {r.student: r for r in Batch(tmp_path / "subs", tmp_path / "work", FAST, True, jobs=2,
+                                       out=lambda s: None).run()}
+    for student, fn in (("torch_add", "vector_add"),):
+        mine = [v for v in by[student].verdicts if v.function == fn]
+        assert mine and all(not v.passed and "does not launch the Triton kernel" in v.message for v in mine)
+        assert all(v.passed for v in by[student].verdicts if v.function != fn)
+    assert by["pasted_together"].score == by["pasted_together"].max_score, \
+        [v.message for v in by["pasted_together"].verdicts if not v.passed]

@@ -13,7 +13,8 @@ extension
 so the site works offline and in the hermetic browser tests. When they are missing (no
 npm), the pages keep the CDN defaults and the build log says so.
 
-It adds the course's stylesheet (_ext/static/course.css) and drops duplicated inline
+It adds the course's stylesheet (_ext/static/course.css) and script (_ext/static/course.js,
+which makes the themes' sidebar toggles work: see the file) and drops duplicated inline
 scripts: Sphinx 7.4 files an inline script that an
 extension adds once the builder exists twice (as filename None and as ''), and the
 second copy of sphinx-thebe's `const THEBE_JS_URL = ...` throws "Identifier has already
@@ -79,5 +80,6 @@ def _drop_duplicate_scripts(app, pagename, templatename, context, doctree):
 def setup(app):
     app.connect("config-inited", _configure)
     app.add_css_file("course.css")
+    app.add_js_file("course.js", loading_method="defer")
     app.connect("html-page-context", _drop_duplicate_scripts, priority=900)
     return {"parallel_read_safe": True, "parallel_write_safe": True}

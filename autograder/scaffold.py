@@ -178,7 +178,8 @@ def _cell(kind: str, source: str, nbgrader: dict | None = None) -> dict:
 def _notebook(slug: str, title: str, prefix: str) -> dict:
     answer = {"grade": False, "grade_id": "clip_norm", "locked": False, "solution": True, "task": False}
     cells = [
-        _cell("markdown", f"# Exercise: {title}\n\nRead the chapter first. TODO: what the student builds here."),
+        _cell("markdown", f"# Exercise: {title}\n\nRead the chapter [{title}](../../book/{slug}.md) first. "
+                          "TODO: what the student builds here."),
         _cell("code", "import numpy as np"),
         _cell("markdown", "## 1. TODO: pose the exercise (the math, the shapes, the dtype)"),
         _cell("code", "", answer),

@@ -6,23 +6,29 @@ Everything here is reproducible from this file alone, with no download:
   (`models/stories.py`), so the text is simple enough for a small model to learn quickly and
   regular enough that we can measure whether a sample "looks like the corpus";
 * the tokenizer: one token per character (`CharTokenizer`);
-* the model (`TinyGPT`): exactly the NumPy math of chapters 3-5 (pre-norm blocks,
-  attention without bias, a 4x MLP with bias and tanh-GELU, LayerNorm with eps=1e-5,
-  learned positions, and an unembedding tied to the token embedding: logits = h @ wte.T).
-  Its parameters have the names and layouts of the NumPy parameter dicts (x @ w);
-* training with AdamW and fixed seeds; export to `models/tiny-gpt.npz` (float32 arrays
-  `wte`, `wpe`, `lnf_g`, `lnf_b`, `blocks.{i}.{name}`) and `models/tiny-gpt.json`
-  (the vocabulary, the shape of the model, and facts about its training).
+* the model: the course's GPT (`models/gpt.py`), exactly the NumPy math of chapters 3-5,
+  with the parameter names and layouts of the NumPy parameter dicts (x @ w);
+* the training: chapter 9's functions (`solutions/reference/gpt_training.py`: get_batch,
+  cross_entropy, weight_decay_groups, lr_at, adamw_step) with fixed seeds, plus PyTorch's
+  gradient clipping; export to `models/tiny-gpt.npz` (float32 arrays `wte`, `wpe`, `lnf_g`,
+  `lnf_b`, `blocks.{i}.{name}`) and `models/tiny-gpt.json` (the vocabulary, the shape of
+  the model, and facts about its training).
 
 Run from the repository root (this is what `make checkpoint` does):
 
     .venv/bin/python -m models.tiny_gpt
+
+The first version of this script used PyTorch's own cross-entropy, AdamW and batch sampling;
+chapter 9's functions round exactly as those did, so on one CPU thread the two versions
+compute the same run bit for bit (checked over 30 steps, warm-up and cosine included).
+With several threads, PyTorch's CPU kernels are not bitwise repeatable from one run to the
+next, so a retrained checkpoint matches the committed one in its loss curve and its
+behaviour, not in every bit.
 """
 from __future__ import annotations
 
 import argparse
-import json
-import math
+import dataclasses
 import os
 import time
 from pathlib import Path
@@ -33,10 +39,11 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
-import torch.nn.functional as F  # noqa: E402
-from torch import nn  # noqa: E402
 
+from models.gpt import BLOCK_KEYS, GPT, Block, CharTokenizer, GPTConfig, generate, layer_norm  # noqa: E402,F401
 from models.stories import CORPUS_SEED, N_STORIES, corpus_text  # noqa: E402
+from solutions.reference.gpt_training import (adamw_step, cross_entropy, get_batch,  # noqa: E402
+                                              lr_at, weight_decay_groups)
 
 HERE = Path(__file__).resolve().parent
 NPZ = HERE / "tiny-gpt.npz"
@@ -45,133 +52,92 @@ JSON = HERE / "tiny-gpt.json"
 CONFIG = dict(n_layer=4, n_head=4, d_model=128, block_size=128,
               steps=800, batch_size=24, lr=3e-3, min_lr=3e-4, warmup=100, weight_decay=0.1,
               n_stories=N_STORIES, corpus_seed=CORPUS_SEED, seed=1234, threads=2, log_every=25)
-
-BLOCK_KEYS = ("ln1_g", "ln1_b", "w_q", "w_k", "w_v", "w_o",
-              "ln2_g", "ln2_b", "w_fc", "b_fc", "w_proj", "b_proj")
+BETAS, EPS, CLIP = (0.9, 0.99), 1e-8, 1.0
 
 
-# ------------------------------------------------------------------ the tokenizer
+class TinyGPT(GPT):
+    """The course's GPT (models/gpt.py) under chapter 5's name and constructor."""
 
-class CharTokenizer:
-    """One token per character; the vocabulary is a sorted list of characters."""
-
-    def __init__(self, vocab: list[str]):
-        self.vocab = list(vocab)
-        self.index = {c: i for i, c in enumerate(self.vocab)}
-
-    @classmethod
-    def from_text(cls, text: str) -> "CharTokenizer":
-        return cls(sorted(set(text)))
-
-    def encode(self, text: str) -> list[int]:
-        return [self.index[c] for c in text]
-
-    def decode(self, ids) -> str:
-        return "".join(self.vocab[int(i)] for i in ids)
-
-
-# ------------------------------------------------------------------ the model
-
-def layer_norm(x, g, b, eps=1e-5):
-    mean = x.mean(-1, keepdim=True)
-    var = ((x - mean) ** 2).mean(-1, keepdim=True)  # biased variance, eps inside the sqrt
-    return (x - mean) / torch.sqrt(var + eps) * g + b
-
-
-class Block(nn.Module):
-    """Pre-norm block: x + attn(ln1(x)), then + mlp(ln2(x)). Weights used as x @ w."""
-
-    def __init__(self, d: int, n_head: int, n_layer: int):
-        super().__init__()
-        self.n_head = n_head
-        std, proj_std = 0.02, 0.02 / math.sqrt(2 * n_layer)
-        self.ln1_g, self.ln1_b = nn.Parameter(torch.ones(d)), nn.Parameter(torch.zeros(d))
-        self.w_q = nn.Parameter(torch.randn(d, d) * std)
-        self.w_k = nn.Parameter(torch.randn(d, d) * std)
-        self.w_v = nn.Parameter(torch.randn(d, d) * std)
-        self.w_o = nn.Parameter(torch.randn(d, d) * proj_std)
-        self.ln2_g, self.ln2_b = nn.Parameter(torch.ones(d)), nn.Parameter(torch.zeros(d))
-        self.w_fc = nn.Parameter(torch.randn(d, 4 * d) * std)
-        self.b_fc = nn.Parameter(torch.zeros(4 * d))
-        self.w_proj = nn.Parameter(torch.randn(4 * d, d) * proj_std)
-        self.b_proj = nn.Parameter(torch.zeros(d))
-
-    def attention(self, x):
-        *lead, t, d = x.shape
-        h = self.n_head
-
-        def split(y):  # (..., T, D) -> (..., H, T, D/H)
-            return y.reshape(*lead, t, h, d // h).transpose(-2, -3)
-
-        q, k, v = split(x @ self.w_q), split(x @ self.w_k), split(x @ self.w_v)
-        scores = q @ k.transpose(-1, -2) / math.sqrt(d // h)
-        causal = torch.ones(t, t, dtype=torch.bool, device=x.device).tril()
-        weights = torch.softmax(scores.masked_fill(~causal, float("-inf")), dim=-1)
-        return (weights @ v).transpose(-2, -3).reshape(*lead, t, d) @ self.w_o
-
-    def forward(self, x):
-        x = x + self.attention(layer_norm(x, self.ln1_g, self.ln1_b))
-        h = layer_norm(x, self.ln2_g, self.ln2_b)
-        return x + F.gelu(h @ self.w_fc + self.b_fc, approximate="tanh") @ self.w_proj + self.b_proj
-
-
-class TinyGPT(nn.Module):
     def __init__(self, vocab_size: int, n_layer: int, n_head: int, d_model: int, block_size: int):
-        super().__init__()
-        self.block_size = block_size
-        self.wte = nn.Parameter(torch.randn(vocab_size, d_model) * 0.02)
-        self.wpe = nn.Parameter(torch.randn(block_size, d_model) * 0.01)
-        self.blocks = nn.ModuleList(Block(d_model, n_head, n_layer) for _ in range(n_layer))
-        self.lnf_g, self.lnf_b = nn.Parameter(torch.ones(d_model)), nn.Parameter(torch.zeros(d_model))
-
-    def forward(self, ids):
-        """ids (..., T) of int64 -> logits (..., T, vocab_size)."""
-        t = ids.shape[-1]
-        if t > self.block_size:
-            raise ValueError(f"sequence of {t} tokens is longer than block_size {self.block_size}")
-        x = self.wte[ids] + self.wpe[:t]
-        for block in self.blocks:
-            x = block(x)
-        return layer_norm(x, self.lnf_g, self.lnf_b) @ self.wte.T  # tied unembedding
-
-    def arrays(self) -> dict[str, np.ndarray]:
-        """Every parameter as a float32 array under its flat checkpoint name."""
-        return {name: p.detach().cpu().float().numpy() for name, p in self.named_parameters()}
+        super().__init__(GPTConfig(vocab_size, n_layer, n_head, d_model, block_size))
 
     @classmethod
-    def load(cls, npz=NPZ, config=JSON, dtype=torch.float32) -> "TinyGPT":
-        cfg = json.loads(Path(config).read_text())
-        model = cls(len(cfg["vocab"]), cfg["n_layer"], cfg["n_head"], cfg["d_model"], cfg["block_size"])
-        with np.load(npz) as arrays:
-            state = {name: torch.from_numpy(arrays[name]) for name in arrays.files}
-        model.load_state_dict(state, strict=True)
-        return model.to(dtype).eval()
+    def load(cls, npz=NPZ, config=JSON, dtype=torch.float32) -> GPT:
+        return GPT.load(npz, config, dtype)
 
 
-# ------------------------------------------------------------------ training
+class TorchIntegers:
+    """`rng.integers(low, high, size)`, as get_batch calls it, drawn from a seeded
+    torch.Generator: the committed checkpoint's batches came from torch's generator."""
 
-def lr_at(step: int, cfg: dict) -> float:
-    """Linear warm-up, then cosine decay from lr to min_lr."""
-    if step < cfg["warmup"]:
-        return cfg["lr"] * (step + 1) / cfg["warmup"]
-    progress = (step - cfg["warmup"]) / max(1, cfg["steps"] - cfg["warmup"])
-    return cfg["min_lr"] + 0.5 * (cfg["lr"] - cfg["min_lr"]) * (1 + math.cos(math.pi * progress))
+    def __init__(self, seed: int):
+        self.gen = torch.Generator().manual_seed(seed)
+
+    def integers(self, low, high, size):
+        return torch.randint(low, high, (size,), generator=self.gen).numpy()
+
+
+@dataclasses.dataclass
+class TrainState:
+    """What a run needs besides the weights to go on exactly where it stopped."""
+    m: dict            # AdamW's running average of each parameter's gradient ...
+    v: dict            # ... and of its square
+    rng: object        # the batch sampler's generator
+    step: int = 0      # updates done so far
+    grad_norm: float = 0.0  # the last step's gradient norm, before clipping
+
+    @classmethod
+    def start(cls, model: GPT, rng) -> "TrainState":
+        zeros = {name: torch.zeros_like(p) for name, p in model.named_parameters()}
+        return cls({k: z.clone() for k, z in zeros.items()}, zeros, rng)
+
+
+def train_step(model: GPT, state: TrainState, data: np.ndarray, cfg: dict) -> float:
+    """One step of chapter 9's loop; returns the batch's loss (before the update).
+
+    The learning rate of this step, a batch of windows, the loss, its gradients (clipped to
+    a total norm of CLIP), and one AdamW update that skips the no-decay parameters.
+    """
+    lr = lr_at(state.step, cfg["lr"], cfg["min_lr"], cfg["warmup"], cfg["steps"])
+    x, y = (torch.from_numpy(a) for a in get_batch(data, cfg["batch_size"], cfg["block_size"], state.rng))
+    loss = cross_entropy(model(x), y)
+    model.zero_grad(set_to_none=True)
+    loss.backward()
+    state.grad_norm = float(torch.nn.utils.clip_grad_norm_(model.parameters(), CLIP))
+    named = dict(model.named_parameters())
+    _, no_decay = weight_decay_groups({name: tuple(p.shape) for name, p in named.items()})
+    with torch.no_grad():
+        params = {name: p.detach() for name, p in named.items()}
+        grads = {name: p.grad for name, p in named.items()}
+        new, state.m, state.v = adamw_step(params, grads, state.m, state.v, state.step + 1, lr, BETAS, EPS,
+                                           cfg["weight_decay"], no_decay)
+        for name, p in named.items():
+            p.copy_(new[name])
+    state.step += 1
+    return loss.item()
 
 
 @torch.no_grad()
-def generate(model: TinyGPT, tok: CharTokenizer, prompt: str, n: int, temperature: float = 0.0,
-             seed: int = 0) -> str:
-    """Continue `prompt` by `n` characters (greedy when temperature == 0)."""
-    gen = torch.Generator().manual_seed(seed)
-    ids = tok.encode(prompt)
-    for _ in range(n):
-        logits = model(torch.tensor(ids[-model.block_size:]))[-1].double()
-        if temperature == 0:
-            nxt = int(logits.argmax())
-        else:
-            nxt = int(torch.multinomial(torch.softmax(logits / temperature, -1), 1, generator=gen))
-        ids.append(nxt)
-    return tok.decode(ids)
+def evaluate(model: GPT, data: np.ndarray, block_size: int, rng, batch_size: int = 64) -> float:
+    """The mean loss on one batch of `batch_size` windows of `data` drawn with `rng`."""
+    x, y = (torch.from_numpy(a) for a in get_batch(data, batch_size, block_size, rng))
+    return cross_entropy(model(x), y).item()
+
+
+def save_training(path, model: GPT, state: TrainState) -> None:
+    """Everything needed to resume: the weights, Adam's m and v, the step and the rng's state
+    (a np.random.Generator's). Resuming from it continues exactly as if never stopped."""
+    torch.save({"params": model.state_dict(), "m": state.m, "v": state.v, "step": state.step,
+                "rng": state.rng.bit_generator.state}, path)
+
+
+def load_training(path, model: GPT) -> TrainState:
+    """Load what save_training wrote into `model` and return the state to continue with."""
+    saved = torch.load(path)
+    model.load_state_dict(saved["params"])
+    rng = np.random.default_rng()
+    rng.bit_generator.state = saved["rng"]
+    return TrainState(saved["m"], saved["v"], rng, saved["step"])
 
 
 def train(cfg: dict = CONFIG, quiet: bool = False):
@@ -180,37 +146,20 @@ def train(cfg: dict = CONFIG, quiet: bool = False):
     torch.manual_seed(cfg["seed"])
     text = corpus_text(cfg["n_stories"], cfg["corpus_seed"])
     tok = CharTokenizer.from_text(text)
-    data = torch.tensor(tok.encode(text), dtype=torch.long)
+    data = np.array(tok.encode(text), dtype=np.int64)
     n_val = len(data) // 20
-    train_data, val_data = data[:-n_val], data[-n_val:]
+    # (The first version of this script never drew the last possible window of each split;
+    # dropping the last token keeps its batches, and so its checkpoint, exactly.)
+    train_data, val_data = data[:-n_val][:-1], data[-n_val:][:-1]
     model = TinyGPT(len(tok.vocab), cfg["n_layer"], cfg["n_head"], cfg["d_model"], cfg["block_size"])
-    decay = [p for n, p in model.named_parameters() if p.dim() == 2 and n != "wpe"]
-    no_decay = [p for n, p in model.named_parameters() if p.dim() < 2 or n == "wpe"]
-    opt = torch.optim.AdamW([{"params": decay, "weight_decay": cfg["weight_decay"]},
-                             {"params": no_decay, "weight_decay": 0.0}],
-                            lr=cfg["lr"], betas=(0.9, 0.99))
-    gen = torch.Generator().manual_seed(cfg["seed"])
+    state = TrainState.start(model, TorchIntegers(cfg["seed"]))
     T, B = cfg["block_size"], cfg["batch_size"]
-
-    def batch(source):
-        starts = torch.randint(len(source) - T - 1, (B,), generator=gen)
-        idx = starts[:, None] + torch.arange(T + 1)
-        chunk = source[idx]
-        return chunk[:, :-1], chunk[:, 1:]
 
     curve_steps, curve_loss, running = [], [], []
     t0, cpu0 = time.perf_counter(), time.process_time()
     model.train()
     for step in range(cfg["steps"]):
-        for group in opt.param_groups:
-            group["lr"] = lr_at(step, cfg)
-        x, y = batch(train_data)
-        loss = F.cross_entropy(model(x).reshape(-1, len(tok.vocab)), y.reshape(-1))
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        opt.step()
-        running.append(loss.item())
+        running.append(train_step(model, state, train_data, cfg))
         if (step + 1) % cfg["log_every"] == 0 or step == 0:
             curve_steps.append(step + 1)
             curve_loss.append(round(float(np.mean(running)), 4))
@@ -220,34 +169,24 @@ def train(cfg: dict = CONFIG, quiet: bool = False):
                       f"{time.perf_counter() - t0:6.1f} s", flush=True)
     seconds, cpu_seconds = time.perf_counter() - t0, time.process_time() - cpu0
     model.eval()
-    with torch.no_grad():
-        vgen = torch.Generator().manual_seed(0)
-        starts = torch.randint(len(val_data) - T - 1, (64,), generator=vgen)
-        chunk = val_data[starts[:, None] + torch.arange(T + 1)]
-        val_loss = F.cross_entropy(model(chunk[:, :-1]).reshape(-1, len(tok.vocab)),
-                                   chunk[:, 1:].reshape(-1)).item()
+    val_loss = evaluate(model, val_data, T, TorchIntegers(0))
     facts = dict(steps=cfg["steps"], batch_size=B, tokens_seen=cfg["steps"] * B * T,
                  final_train_loss=curve_loss[-1], val_loss=round(val_loss, 4),
                  seed=cfg["seed"], corpus_seed=cfg["corpus_seed"], n_stories=cfg["n_stories"],
                  corpus_chars=len(text), threads=cfg["threads"], seconds=round(seconds, 1),
                  cpu_seconds=round(cpu_seconds, 1),
                  optimizer=f"AdamW(lr={cfg['lr']} cosine to {cfg['min_lr']}, warmup {cfg['warmup']}, "
-                           f"betas=(0.9, 0.99), weight_decay={cfg['weight_decay']}, clip 1.0)",
+                           f"betas={BETAS}, weight_decay={cfg['weight_decay']}, clip {CLIP})",
                  torch=torch.__version__,
                  loss_curve={"step": curve_steps, "loss": curve_loss})
     return model, tok, facts
 
 
-def export(model: TinyGPT, tok: CharTokenizer, facts: dict, cfg: dict = CONFIG,
+def export(model: GPT, tok: CharTokenizer, facts: dict, cfg: dict = CONFIG,
            npz=NPZ, config=JSON) -> None:
-    arrays = model.arrays()
-    np.savez(npz, **arrays)
-    n_params = int(sum(a.size for a in arrays.values()))
-    meta = dict(vocab=tok.vocab, n_layer=cfg["n_layer"], n_head=cfg["n_head"], d_model=cfg["d_model"],
-                block_size=cfg["block_size"], n_params=n_params,
-                corpus="models/stories.py: corpus_text(n_stories, corpus_seed), one story per line",
-                training=facts)
-    Path(config).write_text(json.dumps(meta, indent=1) + "\n")
+    model.save(npz, tok.vocab, config=config,
+               corpus="models/stories.py: corpus_text(n_stories, corpus_seed), one story per line",
+               training=facts)
 
 
 def main(argv=None):
@@ -259,8 +198,9 @@ def main(argv=None):
     model, tok, facts = train(cfg)
     npz = Path(args.out)
     export(model, tok, facts, cfg, npz, npz.with_suffix(".json"))
-    print(f"trained {facts['steps']} steps in {facts['seconds']} s ({facts['cpu_seconds']} s of CPU time); train loss {facts['final_train_loss']}, "
-          f"val loss {facts['val_loss']}; wrote {npz} ({npz.stat().st_size / 1e6:.2f} MB)")
+    print(f"trained {facts['steps']} steps in {facts['seconds']} s ({facts['cpu_seconds']} s of CPU time); "
+          f"train loss {facts['final_train_loss']}, val loss {facts['val_loss']}; "
+          f"wrote {npz} ({npz.stat().st_size / 1e6:.2f} MB)")
     print(generate(model, tok, "Once upon a time, there was a ", 200))
 
 

@@ -4,9 +4,11 @@ The site is built once per session (the `built_site` fixture), served from 127.0
 and every request to any other host is aborted, so the pages must work offline. For
 every page of _toc.yml, at desktop and phone widths: no console error, no failed
 request, every image loads, math is typeset, the navigation lists every chapter,
-DOMContentLoaded comes within 2 s; explorers react to their controls; exercise pages
-have launch buttons; notebook pages offer their .ipynb. Full-page screenshots (and
-dark-mode ones) and a table of page weights and load times go to test-artifacts/.
+DOMContentLoaded comes within 2 s, no code block or equation runs past its column unseen;
+explorers react to their controls; exercise pages have launch buttons; notebook pages offer
+their .ipynb; the navigation ("≡") and "On this page" buttons open their sidebars.
+Full-page screenshots (and dark-mode ones) and a table of page weights and load times go to
+test-artifacts/.
 """
 import functools
 import http.server
@@ -25,6 +27,7 @@ CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networki
                  "--disable-component-update", "--disable-sync", "--no-first-run"]
 ARTIFACTS = REPO / "test-artifacts"
 DESKTOP = {"width": 1280, "height": 900}
+LAPTOP = {"width": 1024, "height": 768}    # the widest that shows the "On this page" button
 PHONE = {"width": 390, "height": 844}
 DCL_LIMIT_MS = 2000
 
@@ -128,10 +131,10 @@ class Visit:
     """A page opened in a fresh browser context (cold cache, so the weight is complete),
     with everything that went wrong recorded."""
 
-    def __init__(self, browser, server, path, viewport, dark=False):
+    def __init__(self, browser, server, path, viewport, dark=False, **options):
         self.host = urlparse(server).netloc
         self.context = browser.new_context(viewport=viewport,
-                                           color_scheme="dark" if dark else "light")
+                                           color_scheme="dark" if dark else "light", **options)
         self.errors, self.failed, self.external = [], [], []
         self.context.route("**/*", self._route)
         self.page = self.context.new_page()
@@ -170,6 +173,24 @@ class Visit:
             "() => MathJax.startup.promise.then(() => document.querySelectorAll('mjx-container').length)")
         return typeset, has_math
 
+    def hidden_overflow(self):
+        """Code blocks and display equations wider than their box that the reader cannot see
+        the rest of: code must wrap; printed output and equations may be wider if they scroll."""
+        return self.page.evaluate("""() => {
+            const scrolls = e => ['auto', 'scroll'].includes(getComputedStyle(e).overflowX);
+            const name = e => e.tagName.toLowerCase() + ' "' + e.textContent.trim().slice(0, 60) + '"';
+            const bad = [];
+            for (const pre of document.querySelectorAll('article pre')) {
+                if (pre.scrollWidth > pre.clientWidth + 1 && !(pre.closest('.cell_output') && scrolls(pre)))
+                    bad.push(`code ${pre.scrollWidth} px wide in ${pre.clientWidth} px: ${name(pre)}`);
+            }
+            for (const m of document.querySelectorAll('article div.math, article mjx-container[display="true"]')) {
+                if (m.scrollWidth > m.clientWidth + 1 && !scrolls(m))
+                    bad.push(`equation cut off, ${m.scrollWidth} px in ${m.clientWidth} px: ${name(m)}`);
+            }
+            return bad;
+        }""")
+
     def screenshot(self, name):
         ARTIFACTS.joinpath("screenshots").mkdir(parents=True, exist_ok=True)
         self.page.screenshot(path=str(ARTIFACTS / "screenshots" / f"{name}.png"), full_page=True)
@@ -207,6 +228,8 @@ def test_page(browser, server, site, metrics, doc):
         if sources:
             assert page.locator("mjx-container").count() > 0
         visit.screenshot(shot_name(doc, "desktop"))   # scrolls through the page: images load
+        clipped = visit.hidden_overflow()
+        assert not clipped, f"code or equations cut off at {DESKTOP['width']} px: {clipped[:5]}"
         broken = page.evaluate("""() => Array.from(document.images)
             .filter(i => !i.complete || i.naturalWidth === 0).map(i => i.src)""")
         assert not broken, f"images that did not load: {broken}"
@@ -255,6 +278,8 @@ def test_page(browser, server, site, metrics, doc):
     try:
         phone.wait_for_math()
         phone.screenshot(shot_name(doc, "phone"))
+        clipped = phone.hidden_overflow()
+        assert not clipped, f"code or equations cut off at {PHONE['width']} px: {clipped[:5]}"
         overflow = phone.page.evaluate("""() => {
             const width = document.documentElement.clientWidth;
             const wide = Array.from(document.querySelectorAll('article *')).filter(e =>
@@ -277,6 +302,79 @@ def test_dark_mode(browser, server, site, doc):
         assert visit.page.evaluate("() => document.documentElement.dataset.theme") == "dark"
         visit.wait_for_math()
         visit.screenshot(shot_name(doc, "dark"))
+        visit.assert_clean()
+    finally:
+        visit.close()
+
+
+# ---------------------------------------------------------------------------
+# The sidebar buttons: "≡" (the chapters) and "On this page" (the page's sections).
+# ---------------------------------------------------------------------------
+
+CHAPTER_PAGE = "book/13-flash-attention-1"
+SHOWN = "e => e.checkVisibility({opacityProperty: true, visibilityProperty: true})"
+
+
+def visible_links(page, selector):
+    return page.locator(selector).evaluate_all(
+        f"as => as.filter({SHOWN}).map(a => new URL(a.href).pathname)")
+
+
+def test_navigation_button_on_a_phone(browser, server, site):
+    """A phone reader taps "≡" and gets the list of chapters, and "On this page" the page's
+    sections (both open as dialogs that Escape closes)."""
+    visit = Visit(browser, server, html_path(CHAPTER_PAGE), PHONE, has_touch=True)
+    try:
+        page = visit.page
+        chapters = [d for d in PAGES[1:] if d.startswith("book/")]
+        assert not visible_links(page, ".bd-sidebar-primary a"), "the navigation shows before ≡ is tapped"
+        page.get_by_role("button", name="Site navigation").tap()
+        page.wait_for_selector("#pst-primary-sidebar-modal[open]", timeout=5_000)
+        shown = visible_links(page, "#pst-primary-sidebar-modal a")
+        missing = [d for d in chapters if not any(h.endswith(f"/{d}.html") for h in shown)]
+        assert not missing, f"after tapping ≡ the navigation does not show {missing}"
+        visit.screenshot(shot_name(CHAPTER_PAGE, "phone-navigation"))
+        page.keyboard.press("Escape")
+        page.wait_for_selector("#pst-primary-sidebar-modal:not([open])", state="attached", timeout=5_000)
+
+        page.get_by_role("button", name="On this page").tap()
+        page.wait_for_selector("#pst-secondary-sidebar-modal[open]", timeout=5_000)
+        sections = visible_links(page, "#pst-secondary-sidebar-modal nav.page-toc a")
+        assert len(sections) >= 3, f"'On this page' shows {sections}"
+        page.keyboard.press("Escape")
+        visit.assert_clean()
+    finally:
+        visit.close()
+
+
+def test_navigation_button_on_a_desktop(browser, server, site):
+    """At 1280 px the chapters and the page's sections show beside the text; "≡" hides the
+    chapters and brings them back. At 1024 px "On this page" opens the page's sections."""
+    visit = Visit(browser, server, html_path(CHAPTER_PAGE), DESKTOP)
+    try:
+        page = visit.page
+        nav = "#pst-primary-sidebar a"
+        assert visible_links(page, nav), "the navigation is not shown at 1280 px"
+        assert len(visible_links(page, ".bd-sidebar-secondary nav.page-toc a")) >= 3, \
+            "the page's sections are not shown beside the text at 1280 px"
+        page.get_by_role("button", name="Site navigation").click()
+        page.wait_for_function(f"() => !Array.from(document.querySelectorAll('{nav}')).some({SHOWN})",
+                               timeout=5_000)
+        page.get_by_role("button", name="Site navigation").click()
+        page.wait_for_function(f"() => Array.from(document.querySelectorAll('{nav}')).some({SHOWN})",
+                               timeout=5_000)
+        visit.assert_clean()
+    finally:
+        visit.close()
+
+    visit = Visit(browser, server, html_path(CHAPTER_PAGE), LAPTOP)
+    try:
+        page = visit.page
+        assert not visible_links(page, ".bd-sidebar-secondary nav.page-toc a")
+        page.get_by_role("button", name="On this page").click()
+        page.wait_for_selector("#pst-secondary-sidebar-modal[open]", timeout=5_000)
+        sections = visible_links(page, "#pst-secondary-sidebar-modal nav.page-toc a")
+        assert len(sections) >= 3, f"'On this page' shows {sections}"
         visit.assert_clean()
     finally:
         visit.close()

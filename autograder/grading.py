@@ -139,20 +139,24 @@ class Session:
         self.worker.stop()
 
 
-def grader_digest(chapter: Chapter | None = None) -> str:
-    """Changes when what grades `chapter` changes (the grader's own modules, that chapter's
-    checks, the reference implementations): cached grades are then redone. Editing one
-    chapter's checks regrades only that chapter's submissions."""
-    h = hashlib.sha256()
+def digest_files(chapter: Chapter | None = None) -> list[Path]:
+    """What grades `chapter`: the grader's own modules, that chapter's checks (not the other
+    chapters'), and the reference implementations (chapters import each other's)."""
     package = Path(__file__).resolve().parent
     mine = {package / "chapters" / "__init__.py"}
     if chapter is not None:
         mine.add(package / "chapters" / f"{chapter.reference}.py")
     files = sorted(package.glob("*.py")) + sorted(mine) + \
         sorted((reference.solutions_dir() / "reference").glob("*.py"))
-    for path in files:
-        if path.is_file():
-            h.update(path.name.encode() + b"\0" + path.read_bytes())
+    return [p for p in files if p.is_file()]
+
+
+def grader_digest(chapter: Chapter | None = None) -> str:
+    """Changes when what grades `chapter` changes: cached grades are then redone. Editing one
+    chapter's checks regrades only that chapter's submissions."""
+    h = hashlib.sha256()
+    for path in digest_files(chapter):
+        h.update(path.name.encode() + b"\0" + path.read_bytes())
     return h.hexdigest()[:16]
 
 

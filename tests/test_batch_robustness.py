@@ -61,3 +61,13 @@ def test_without_isolation_grading_still_works_and_warns(monkeypatch, tmp_path, 
     rows = {(r["student"], r["assignment"]): float(r["score"])
             for r in csv.DictReader(open(tmp_path / "work" / "grades.csv"))}
     assert rows == EXPECTED
+
+
+def test_editing_one_chapters_checks_regrades_only_that_chapter():
+    from autograder.chapters import chapter
+    from autograder.grading import digest_files, grader_digest
+    one, two = chapter("01-similarity"), chapter("02-toy-attention")
+    files_one = {p.name for p in digest_files(one)}
+    assert "similarity.py" in files_one and "toy_attention.py" not in {
+        p.name for p in digest_files(one) if p.parent.name == "chapters"}
+    assert grader_digest(one) != grader_digest(two)

@@ -9,7 +9,7 @@ JOBS   ?= 2
 export OMP_NUM_THREADS ?= 1
 export OPENBLAS_NUM_THREADS ?= 1
 
-.PHONY: book site-assets system-packages test test-chapter grade release serve validate checkpoint clean
+.PHONY: book site-assets system-packages test test-chapter checkpoints-18 grade release serve validate checkpoint clean
 
 # The widget manager, RequireJS and MathJax that the site serves itself (no public CDN):
 # npm installs package-lock.json's versions; the files pages need are copied to ASSETS,
@@ -69,6 +69,10 @@ release: $(STAMP)  ## regenerate exercises/ (and the samples) from solutions/
 
 checkpoint: $(STAMP)  ## retrain the tiny GPT of chapter 5 (models/tiny-gpt.npz, a few CPU minutes)
 	$(PY) -m models.tiny_gpt
+
+checkpoints-18: $(STAMP)  ## retrain chapter 18's two small models (induction heads, "it"), about a CPU minute each
+	$(PY) -m models.induction_heads
+	$(PY) -m models.it_coreference
 
 validate: $(STAMP)  ## run every instructor notebook against its own tests
 	$(PY) -m autograder validate

@@ -46,7 +46,7 @@ $(ASSETS)/.stamp: node_modules/.package-lock.json
 	cp node_modules/requirejs/require.js $(ASSETS)/requirejs/
 	cp node_modules/@jupyter-widgets/html-manager/dist/*.* $(ASSETS)/html-manager/
 	rm -f $(ASSETS)/html-manager/*.map
-	cd node_modules/mathjax/es5 && cp -r tex-mml-chtml.js input output ui a11y adaptors sre $(CURDIR)/$(ASSETS)/mathjax/
+	cd node_modules/mathjax/es5 && cp -r tex-mml-chtml.js input output ui a11y adaptors sre "$(CURDIR)/$(ASSETS)/mathjax/"
 	@touch $@
 
 system-packages:  ## bubblewrap, chromium and npm, installed with apt-get when run as root

@@ -66,7 +66,7 @@ def summarise(results, chapter) -> dict:
              for r in graded if r.score == 0 and (r.error or any("limit" in e or "stopped" in e for e in r.cell_errors))]
     return {
         "assignment": chapter.slug, "submissions": len(results), "graded": len(graded),
-        "not_graded": len(results) - len(graded), "max_score": chapter and sum(t.points for t in chapter.tests.values()),
+        "not_graded": len(results) - len(graded), "max_score": sum(t.points for t in chapter.tests.values()),
         "mean": round(statistics.fmean(scores), 3) if scores else None,
         "median": statistics.median(scores) if scores else None,
         "full_marks": sum(r.score == r.max_score for r in graded),

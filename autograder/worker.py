@@ -23,8 +23,7 @@ MAX_FRAME = 256 * 1024 * 1024  # a reply larger than this is refused
 
 # ------------------------------------------------------------------ framing
 
-def write_frame(fd, payload: bytes) -> None:
-    data = struct.pack(">Q", len(payload)) + payload
+def _write_all(fd, data: bytes) -> None:
     view = memoryview(data)
     while view:
         n = os.write(fd, view)
@@ -56,10 +55,7 @@ def frames(header: dict, blobs=()) -> bytes:
 
 
 def send_message(fd, header: dict, blobs=()) -> None:
-    header = dict(header, blobs=len(blobs))
-    write_frame(fd, json.dumps(header).encode())
-    for blob in blobs:
-        write_frame(fd, blob)
+    _write_all(fd, frames(header, blobs))
 
 
 def receive_message(fd):

@@ -254,6 +254,45 @@ def assert_values_close(actual, expected, what: str, hint: str = "", **kw) -> No
     assert_close(actual, expected, what, hint, check_dtype=False, **kw)
 
 
+# ---------------------------------------------------------------- naming a slip
+
+def matches(actual, expected, rtol: float = 1e-7, atol: float = 1e-9, scaled_atol: bool = False) -> bool:
+    """Whether `actual` is `expected` up to rounding: for naming a slip, not for the verdict
+    (`assert_close` and friends say what differs, and by how much).
+
+    True iff `actual` is an ndarray (or NumPy scalar) of numbers, not bools, of `expected`'s
+    shape, every entry finite, and np.allclose(actual, expected, rtol, atol), both taken as
+    float64. NaN and inf never match. With `scaled_atol`, atol is multiplied by
+    max(1, max|expected|): for results whose error grows with their size (finite differences).
+    """
+    if isinstance(actual, np.generic):
+        actual = np.asarray(actual)
+    if not isinstance(actual, np.ndarray) or actual.dtype.kind not in "fiu":
+        return False
+    expected = np.asarray(expected, dtype=np.float64)
+    if actual.shape != expected.shape or not np.isfinite(actual).all():
+        return False
+    if scaled_atol and expected.size:
+        atol = atol * max(1.0, float(np.abs(expected).max()))
+    return bool(np.allclose(actual.astype(np.float64), expected, rtol=rtol, atol=atol))
+
+
+def name_the_slip(actual, slips: dict, what: str, says: str = "the output matches what {} would return",
+                  expected=None, **tolerance) -> None:
+    """Fail with the hint of the first known mistake whose result `actual` matches; else return.
+
+    `slips` maps each mistake, in the words `says` puts in place of {}, to (what that mistake
+    returns on this input, its hint); a value of None is skipped. With `expected`, a mistake
+    whose value also matches the right answer is skipped: on this input it is no mistake.
+    `tolerance`: rtol, atol, scaled_atol, as for `matches`.
+    """
+    for mistake, (value, hint) in slips.items():
+        if value is None or (expected is not None and matches(value, expected, **tolerance)):
+            continue
+        if matches(actual, value, **tolerance):
+            raise CheckFailure(f"{what}: {says.format(mistake)}", hint)
+
+
 def assert_raises(call: Callable, exc_name: str, what: str, hint: str = "") -> None:
     try:
         call()

@@ -141,9 +141,10 @@ class Session:
 
 def digest_files(chapter: Chapter | None = None) -> list[Path]:
     """What grades `chapter`: the grader's own modules, that chapter's checks (not the other
-    chapters'), and the reference implementations (chapters import each other's)."""
+    chapters'), the checks' shared modules (`chapters/_*.py`), and the reference
+    implementations (chapters import each other's)."""
     package = Path(__file__).resolve().parent
-    mine = {package / "chapters" / "__init__.py"}
+    mine = set((package / "chapters").glob("_*.py"))   # __init__.py and the shared formulas
     if chapter is not None:
         mine.add(package / "chapters" / f"{chapter.reference}.py")
     files = sorted(package.glob("*.py")) + sorted(mine) + \

@@ -13,6 +13,7 @@ import numpy as np
 
 from ..framework import (Chapter, CheckFailure, assert_close, assert_raises, assert_shape,
                          as_result_array, attempt, ensure, rng_for)
+from . import _gpt_formulas
 
 chapter = Chapter("06-decoding", reference="decoding",
                   functions=["greedy", "sample", "top_k_filter", "top_p_filter", "generate"],
@@ -432,17 +433,9 @@ def toy_gpt(v=13, d=16, block_size=8, n_layers=2, phase=2.2):
             "lnf_g": 1 + w((d,), 0.1, 3), "lnf_b": w((d,), 0.1, 4), "blocks": blocks}
 
 
-def random_gpt(rng, v, d, block_size, n_layers, dtype=np.float64):
-    """A random GPT for the hidden tests."""
-    def n(*shape, s=1.0):
-        return (rng.standard_normal(shape) * s).astype(dtype)
-    blocks = [{"ln1_g": 1 + n(d, s=0.1), "ln1_b": n(d, s=0.1), "w_q": n(d, d, s=d ** -0.5),
-               "w_k": n(d, d, s=d ** -0.5), "w_v": n(d, d, s=d ** -0.5), "w_o": n(d, d, s=d ** -0.5),
-               "ln2_g": 1 + n(d, s=0.1), "ln2_b": n(d, s=0.1), "w_fc": n(d, 4 * d, s=d ** -0.5),
-               "b_fc": n(4 * d, s=0.1), "w_proj": n(4 * d, d, s=(4 * d) ** -0.5), "b_proj": n(d, s=0.1)}
-              for _ in range(n_layers)]
-    return {"wte": n(v, d), "wpe": n(block_size, d, s=0.5), "lnf_g": 1 + n(d, s=0.1), "lnf_b": n(d, s=0.1),
-            "blocks": blocks}
+def random_gpt(rng, v, d, block_size, n_layers):
+    """A random GPT for the hidden tests (gentler LayerNorms and positions than chapter 15's)."""
+    return _gpt_formulas.random_gpt(rng, v, d, block_size, n_layers, spread=0.1, wpe_scale=0.5)
 
 
 # Greedy continuations of toy_gpt() (2 heads, block_size 8), stored so that the visible test

@@ -3,9 +3,8 @@ import math
 
 import numpy as np
 
-from ..framework import assert_values_close as assert_close
-from ..framework import (Chapter, CheckFailure, as_result_array, attempt, assert_finite,
-                         assert_shape, ensure, rng_for)
+from ..framework import (Chapter, CheckFailure, as_result_array, attempt, assert_finite, assert_shape,
+                         assert_values_close, matches, rng_for)
 
 chapter = Chapter("13-flash-attention-1", reference="flash_attention_1",
                   functions=["attention_logsumexp", "online_softmax_update", "online_softmax",
@@ -17,14 +16,10 @@ test = chapter.test
 
 # ------------------------------------------------------------------ helpers (plain formulas)
 
-def _close(a, b, tol=None):
-    """Equal up to rounding (NaN never equals anything)."""
-    if not isinstance(a, np.ndarray) or a.dtype.kind not in "fiu":
-        return False
-    if tol is None:
-        tol = 1e-5 if a.dtype == np.float32 else 1e-7
-    b = np.asarray(b, dtype=float)
-    return a.shape == b.shape and bool(np.allclose(a, b, rtol=tol, atol=tol))
+def _close(a, b):
+    """Equal up to rounding at a's precision: for naming a slip (NaN never equals anything)."""
+    tol = 1e-5 if getattr(a, "dtype", None) == np.float32 else 1e-7
+    return matches(a, b, rtol=tol, atol=tol)
 
 
 def _scores(q, k, causal=False, scale=True, fill=-np.inf, diag=0):
@@ -106,8 +101,8 @@ def _check_lse(out, q, k, causal, what):
             raise CheckFailure(f"{what}: masked keys still count", MASK_ZERO_HINT)
         if _close(out, _lse(_scores(q, k, False))):
             raise CheckFailure(f"{what}: every query saw every key", CAUSAL_HINT)
-    assert_close(out, expected, what, "log(sum_j exp(s_ij)) over the keys j of each query i, "
-                 "s = q k^T / sqrt(d)")
+    assert_values_close(out, expected, what, "log(sum_j exp(s_ij)) over the keys j of each query i, "
+                        "s = q k^T / sqrt(d)")
 
 
 @test("attention_logsumexp_visible", "attention_logsumexp")
@@ -126,7 +121,7 @@ def attention_logsumexp_visible(attention_logsumexp):
     what = "attention_logsumexp(q (2, 4), k (2, 4)), scores [[1, 1], [0, 2]]"
     out = as_result_array(_call(attention_logsumexp, (q2, k2), {}, what), what)
     _check_lse(out, q2, k2, False, what)
-    assert_close(out, [1 + math.log(2), math.log(1 + math.exp(2))], what, SCALE_HINT)
+    assert_values_close(out, [1 + math.log(2), math.log(1 + math.exp(2))], what, SCALE_HINT)
     # 3. Huge scores: stable.
     q3, k3 = 300 * rng.standard_normal((4, 8)), 300 * rng.standard_normal((6, 8))
     what = "attention_logsumexp(scores of size about 10^5)"
@@ -163,7 +158,7 @@ def attention_logsumexp_random(attention_logsumexp, ref):
                 out = as_result_array(_call(attention_logsumexp, (q, k), {"causal": causal}, what), what)
                 expected = ref.attention_logsumexp(q, k, causal=causal)
                 assert_shape(out, expected.shape, what, BATCH_HINT)
-                assert_close(out, expected, what, SCALE_HINT)
+                assert_values_close(out, expected, what, SCALE_HINT)
 
 
 @test("attention_logsumexp_edge", "attention_logsumexp", hidden=True)
@@ -179,11 +174,11 @@ def attention_logsumexp_edge(attention_logsumexp, ref):
         what = f"attention_logsumexp(q {q.shape}, k {k.shape}, causal={causal})"
         out = as_result_array(_call(attention_logsumexp, (q, k), {"causal": causal}, what), what)
         assert_finite(out, what, STABLE_HINT)
-        assert_close(out, ref.attention_logsumexp(q, k, causal=causal), what, STABLE_HINT)
+        assert_values_close(out, ref.attention_logsumexp(q, k, causal=causal), what, STABLE_HINT)
     what = "attention_logsumexp(q = 0, 10 keys)"
     out = as_result_array(_call(attention_logsumexp, (np.zeros((3, 4)), rng.standard_normal((10, 4))), {},
                                 what), what)
-    assert_close(out, np.full(3, math.log(10)), f"{what}: all scores are 0, so log(10)", ADD_MAX_HINT)
+    assert_values_close(out, np.full(3, math.log(10)), f"{what}: all scores are 0, so log(10)", ADD_MAX_HINT)
 
 
 # ------------------------------------------------------------------ online_softmax_update
@@ -232,14 +227,14 @@ def _check_update(fn, state, s, v, what):
         if _close(gm, s.max(-1)):
             raise CheckFailure(f"{what}: m is the block's maximum {gm.tolist()}, expected {em.tolist()}",
                                RUNNING_MAX_HINT)
-        assert_close(gm, em, f"{what}: m", RUNNING_MAX_HINT)
+        assert_values_close(gm, em, f"{what}: m", RUNNING_MAX_HINT)
     for variant, hint in (("sign", SIGN_HINT), ("no_l", RESCALE_L_HINT), ("no_acc", RESCALE_ACC_HINT)):
         wm, wl, wacc = _update_formula(m, l, acc, s, v, variant)
         if (_close(gl, wl) and not _close(gl, el)) or (_close(gacc, wacc) and not _close(gacc, eacc)):
             raise CheckFailure(f"{what}: got l = {np.round(gl, 4).tolist()}, acc = {np.round(gacc, 4).tolist()}; "
                                f"expected l = {np.round(el, 4).tolist()}, acc = {np.round(eacc, 4).tolist()}", hint)
-    assert_close(gl, el, f"{what}: l", UPDATE_HINT)
-    assert_close(gacc, eacc, f"{what}: acc", UPDATE_HINT)
+    assert_values_close(gl, el, f"{what}: l", UPDATE_HINT)
+    assert_values_close(gacc, eacc, f"{what}: acc", UPDATE_HINT)
 
 
 @test("online_softmax_update_visible", "online_softmax_update")
@@ -253,15 +248,15 @@ def online_softmax_update_visible(online_softmax_update):
     what = "online_softmax_update(start state, scores [[1, 3]], values I)"
     res = _pair(_call(online_softmax_update, (*start, s, eye), {}, what), what, 3)
     if not np.isnan(res[1]).any():
-        assert_close(res[0], [3.0], f"{what}: m", RUNNING_MAX_HINT)
-        assert_close(res[1], [e(-2) + 1], f"{what}: l", UPDATE_HINT)
+        assert_values_close(res[0], [3.0], f"{what}: m", RUNNING_MAX_HINT)
+        assert_values_close(res[1], [e(-2) + 1], f"{what}: l", UPDATE_HINT)
     # 2. From m = 2, l = 1.5, acc = [[0.5, 1.0]]: the maximum grows to 3, old terms shrink by e^-1.
     state = (np.array([2.0]), np.array([1.5]), np.array([[0.5, 1.0]]))
     what = "online_softmax_update(m=[2], l=[1.5], acc=[[0.5, 1]], scores [[1, 3]], values I)"
     _check_update(online_softmax_update, state, s, eye, what)
     res = _pair(online_softmax_update(*state, s, eye), what, 3)
-    assert_close(res[1], [1.5 * e(-1) + e(-2) + 1], f"{what}: l", RESCALE_L_HINT)
-    assert_close(res[2], [[0.5 * e(-1) + e(-2), e(-1) + 1]], f"{what}: acc", RESCALE_ACC_HINT)
+    assert_values_close(res[1], [1.5 * e(-1) + e(-2) + 1], f"{what}: l", RESCALE_L_HINT)
+    assert_values_close(res[2], [[0.5 * e(-1) + e(-2), e(-1) + 1]], f"{what}: acc", RESCALE_ACC_HINT)
     # 3. The maximum does not grow: m stays 5.
     state = (np.array([5.0]), np.array([1.0]), np.array([[1.0, 1.0]]))
     _check_update(online_softmax_update, state, s, eye,
@@ -284,8 +279,8 @@ def online_softmax_update_visible(online_softmax_update):
         what = f"online_softmax_update on keys {start_col}..{min(start_col + 4, 10) - 1} (shapes (2, 3, ...))"
         _check_update(online_softmax_update, state, s[..., blk], v[..., blk, :], what)
         state = tuple(_pair(online_softmax_update(*state, s[..., blk], v[..., blk, :]), what, 3))
-    assert_close(state[2] / state[1][..., None], _softmax(s) @ v,
-                 "acc / l after all blocks should equal softmax(scores) @ values", UPDATE_HINT)
+    assert_values_close(state[2] / state[1][..., None], _softmax(s) @ v,
+                        "acc / l after all blocks should equal softmax(scores) @ values", UPDATE_HINT)
 
 
 def _random_states(rng, lead, n_q, b, d_v, dtype):
@@ -308,7 +303,7 @@ def online_softmax_update_random(online_softmax_update, ref):
             res = _pair(_call(online_softmax_update, args, {}, what), what, 3)
             for got, exp, name in zip(res, ref.online_softmax_update(*args), ("m", "l", "acc")):
                 assert_shape(got, exp.shape, f"{what}: {name}", BATCH_HINT)
-                assert_close(got, exp, f"{what}: {name}", UPDATE_HINT)
+                assert_values_close(got, exp, f"{what}: {name}", UPDATE_HINT)
 
 
 @test("online_softmax_update_edge", "online_softmax_update", hidden=True)
@@ -330,7 +325,7 @@ def online_softmax_update_edge(online_softmax_update, ref):
         for got, exp, part in zip(res, ref.online_softmax_update(*args), ("m", "l", "acc")):
             if part != "m":
                 assert_finite(got, f"{what}: {part}", SAFE_MAX_HINT)
-            assert_close(got, exp, f"{what}: {part}", UPDATE_HINT)
+            assert_values_close(got, exp, f"{what}: {part}", UPDATE_HINT)
 
 
 # ------------------------------------------------------------------ online_softmax
@@ -374,7 +369,7 @@ def _check_online(fn, x, b, what, ragged=False):
     for variant, hint in (("no_l", RESCALE_L_HINT), ("in_loop", SECOND_PASS_HINT)):
         if _close(out, _online_softmax_variant(x, b, variant)):
             raise CheckFailure(f"{what}: rows sum to {np.round(out.sum(-1), 4).tolist()}", hint)
-    assert_close(out, expected, what, SOFTMAX_HINT)
+    assert_values_close(out, expected, what, SOFTMAX_HINT)
 
 
 @test("online_softmax_visible", "online_softmax")
@@ -384,13 +379,13 @@ def online_softmax_visible(online_softmax):
     stored = np.array([[0.01165623, 0.03168492, 0.08612854, 0.23412166, 0.63640865],
                        [0.63640865, 0.08612854, 0.03168492, 0.23412166, 0.01165623]])
     _check_online(online_softmax, x, 5, "online_softmax(x (2, 5), block_size=5) (one block)")
-    assert_close(online_softmax(x, 5), stored, "online_softmax(x (2, 5), 5)", SOFTMAX_HINT, rtol=1e-6, atol=1e-8)
+    assert_values_close(online_softmax(x, 5), stored, "online_softmax(x (2, 5), 5)", SOFTMAX_HINT, rtol=1e-6, atol=1e-8)
     _check_online(online_softmax, x, 1, "online_softmax(x (2, 5), block_size=1)")
     xs = np.array([[0.0, 1.0, 2.0, 3.0], [3.0, 2.0, 1.0, 0.0], [1.0, 5.0, 2.0, 8.0]])
     _check_online(online_softmax, xs, 2, "online_softmax(x (3, 4), block_size=2)")
     for b in (2, 3, 7):
         _check_online(online_softmax, x, b, f"online_softmax(x (2, 5), block_size={b})", ragged=True)
-    assert_close(online_softmax(x, 3), stored, "online_softmax(x (2, 5), 3)", RAGGED_HINT, rtol=1e-6, atol=1e-8)
+    assert_values_close(online_softmax(x, 3), stored, "online_softmax(x (2, 5), 3)", RAGGED_HINT, rtol=1e-6, atol=1e-8)
     xm = np.array([[-np.inf, -np.inf, 0.0, 1.0, 2.0], [0.0, -np.inf, 1.0, -np.inf, -np.inf]])
     _check_online(online_softmax, xm, 2, "online_softmax(x with a block of -inf, block_size=2)")
     rng = rng_for("online_softmax_visible")
@@ -409,7 +404,7 @@ def online_softmax_random(online_softmax, ref):
             x = (3 * rng.standard_normal(shape)).astype(dtype)
             what = f"online_softmax(x {shape}, block_size={b}) [{np.dtype(dtype)}]"
             out = as_result_array(_call(online_softmax, (x, b), {}, what), what)
-            assert_close(out, ref.online_softmax(x, b), what, SOFTMAX_HINT)
+            assert_values_close(out, ref.online_softmax(x, b), what, SOFTMAX_HINT)
 
 
 @test("online_softmax_edge", "online_softmax", hidden=True)
@@ -426,7 +421,7 @@ def online_softmax_edge(online_softmax, ref):
         what = f"online_softmax(x {x.shape}, block_size={b})"
         out = as_result_array(_call(online_softmax, (x, b), {}, what), what)
         assert_finite(out, what, SAFE_MAX_HINT)
-        assert_close(out, ref.online_softmax(x, b), what, RAGGED_HINT)
+        assert_values_close(out, ref.online_softmax(x, b), what, RAGGED_HINT)
 
 
 # ------------------------------------------------------------------ tiled_attention
@@ -467,10 +462,10 @@ def _check_tiled(fn, q, k, v, b, causal, what, after=None):
         s = _scores(q, k, causal)
         if _close(lse, e_lse - s.max(-1)) or _close(lse, np.zeros_like(e_lse)):
             raise CheckFailure(f"{what}: the logsumexp is log(l) without m", ADD_MAX_HINT)
-        assert_close(lse, e_lse, f"{what}: logsumexp", ADD_MAX_HINT)
+        assert_values_close(lse, e_lse, f"{what}: logsumexp", ADD_MAX_HINT)
     if causal:
         _causal_diagnosis(fn, q, k, v, b, out, e_out, what)
-    assert_close(out, e_out, f"{what}: output", after or AFTER_LOOP_HINT)
+    assert_values_close(out, e_out, f"{what}: output", after or AFTER_LOOP_HINT)
 
 
 def _causal_diagnosis(fn, q, k, v, b, out, e_out, what):
@@ -497,7 +492,7 @@ def tiled_attention_visible(tiled_attention):
     what = "tiled_attention(q (3, 4), k (1, 4), v (1, 5), block_size=1)"
     out, lse = _pair(_call(tiled_attention, (q, k, v), {"block_size": 1}, what), what, 2)
     assert_shape(out, (3, 5), f"{what}: output", "the output has shape (..., n_q, d_v)")
-    assert_close(out, np.repeat(v, 3, axis=0), f"{what}: output", ONE_KEY_HINT)
+    assert_values_close(out, np.repeat(v, 3, axis=0), f"{what}: output", ONE_KEY_HINT)
     if _close(lse, np.zeros(3)):
         raise CheckFailure(f"{what}: logsumexp is 0 for every query", ADD_MAX_HINT)
     _check_tiled(tiled_attention, q, k, v, 1, False, what)
@@ -542,8 +537,8 @@ def tiled_attention_random(tiled_attention, ref):
                 assert_shape(out, e_out.shape, f"{what}: output", BATCH_HINT)
                 if causal and not _close(out, e_out):
                     _causal_diagnosis(tiled_attention, q, k, v, b, out, e_out, what)
-                assert_close(out, e_out, f"{what}: output", AFTER_LOOP_HINT)
-                assert_close(lse, e_lse, f"{what}: logsumexp", ADD_MAX_HINT)
+                assert_values_close(out, e_out, f"{what}: output", AFTER_LOOP_HINT)
+                assert_values_close(lse, e_lse, f"{what}: logsumexp", ADD_MAX_HINT)
 
 
 @test("tiled_attention_edge", "tiled_attention", hidden=True)
@@ -561,5 +556,5 @@ def tiled_attention_edge(tiled_attention, ref):
         out, lse = _pair(_call(tiled_attention, (q, k, v), kw, what), what, 2)
         e_out, e_lse = ref.tiled_attention(q, k, v, **kw)
         assert_finite(out, f"{what}: output", SAFE_MAX_HINT)
-        assert_close(out, e_out, f"{what}: output", AFTER_LOOP_HINT)
-        assert_close(lse, e_lse, f"{what}: logsumexp", ADD_MAX_HINT)
+        assert_values_close(out, e_out, f"{what}: output", AFTER_LOOP_HINT)
+        assert_values_close(lse, e_lse, f"{what}: logsumexp", ADD_MAX_HINT)

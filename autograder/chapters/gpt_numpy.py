@@ -3,10 +3,13 @@
 Hidden tests use small random models (seeded), never the course checkpoint: the
 grader's sandbox has no models/ folder, and small models make every slip visible.
 """
+import functools
+
 import numpy as np
 
 from ..framework import (Chapter, CheckFailure, assert_close, assert_raises, assert_shape,
-                         as_result_array, attempt, ensure, rng_for)
+                         as_result_array, attempt, ensure, matches, name_the_slip, rng_for)
+from ._gpt_formulas import layer_norm, softmax
 
 chapter = Chapter("05-gpt-numpy", reference="gpt_numpy",
                   functions=["embed_tokens", "final_logits", "gpt_forward", "next_token_probs"],
@@ -76,20 +79,7 @@ def random_model(rng, vocab=7, positions=6, d=8, layers=2, dtype=np.float64):
     return params
 
 
-def _ln(x, g, b, eps=1e-5):
-    mean = x.mean(-1, keepdims=True)
-    var = ((x - mean) ** 2).mean(-1, keepdims=True)
-    return (x - mean) / np.sqrt(var + eps) * g + b
-
-
-def _softmax(x):
-    z = x - x.max(axis=-1, keepdims=True)
-    e = np.exp(z)
-    return e / e.sum(axis=-1, keepdims=True)
-
-
-def _same(a, b):
-    return a.shape == b.shape and np.all(np.isfinite(a)) and np.allclose(a, b, rtol=1e-6, atol=1e-8)
+_same = functools.partial(matches, rtol=1e-6, atol=1e-8)   # for naming a slip; assert_close decides
 
 
 # ------------------------------------------------------------------ embed_tokens
@@ -169,16 +159,16 @@ def embed_tokens_edge(embed_tokens, ref):
 # ------------------------------------------------------------------ final_logits
 
 def _logits_diagnosis(out, x, g, b, wte, what):
-    expected = _ln(x, g, b) @ wte.T
+    expected = layer_norm(x, g, b) @ wte.T
     if out.shape != expected.shape:
         return
     if _same(out, x @ wte.T):
         raise CheckFailure(f"{what}: the final LayerNorm is missing", NO_LN_HINT)
-    if _same(out, _softmax(expected)):
+    if _same(out, softmax(expected)):
         raise CheckFailure(f"{what}: returned probabilities (rows sum to one)", RAW_HINT)
-    if _same(out, _ln(x, b, g) @ wte.T):
+    if _same(out, layer_norm(x, b, g) @ wte.T):
         raise CheckFailure(f"{what}: lnf_g and lnf_b are swapped", LN_PARAMS_HINT)
-    if _same(out, _ln(x, 1.0, 0.0) @ wte.T):
+    if _same(out, layer_norm(x, 1.0, 0.0) @ wte.T):
         raise CheckFailure(f"{what}: the LayerNorm ignores lnf_g and lnf_b", LN_PARAMS_HINT)
 
 
@@ -194,13 +184,13 @@ def final_logits_visible(final_logits):
     assert_shape(out, (2, 3), what, "one logit per vocabulary entry: shape (..., T, V) " + TRANSPOSE_HINT)
     _logits_diagnosis(out, x, g, b, wte, what)
     # Row 0 normalises to (1, -1, 1, -1) (times 1/sqrt(1 + 1e-5)), so its logits are easy to check by hand.
-    assert_close(out, _ln(x, g, b) @ wte.T, what, NO_LN_HINT)
+    assert_close(out, layer_norm(x, g, b) @ wte.T, what, NO_LN_HINT)
     xb = np.stack([x, x[::-1] * 3.0, x + 1.0])
     what = "final_logits(x (3, 2, 4), lnf_g, lnf_b, wte)"
     out = as_result_array(attempt(lambda: final_logits(xb, g, b, wte), what, TRANSPOSE_HINT), what)
     assert_shape(out, (3, 2, 3), what, TRANSPOSE_HINT)
     _logits_diagnosis(out, xb, g, b, wte, what)
-    assert_close(out, _ln(xb, g, b) @ wte.T, what, NO_LN_HINT)
+    assert_close(out, layer_norm(xb, g, b) @ wte.T, what, NO_LN_HINT)
 
 
 def _logits_case(final_logits, ref, x, g, b, wte, what):
@@ -271,7 +261,7 @@ def _forward_shape(out, expected_shape, params, what):
 def _embed_only(ids, params):
     """The forward pass of a model without blocks (the stack is the identity)."""
     x = params["wte"][ids] + params["wpe"][:ids.shape[-1]]
-    return _ln(x, params["lnf_g"], params["lnf_b"]) @ params["wte"].T
+    return layer_norm(x, params["lnf_g"], params["lnf_b"]) @ params["wte"].T
 
 
 @test("gpt_forward_visible", "gpt_forward")
@@ -285,7 +275,7 @@ def gpt_forward_visible(gpt_forward):
     out = as_result_array(attempt(lambda: gpt_forward(ids, empty, 2), what, FORWARD_HINT), what)
     _forward_shape(out, (5, 7), empty, what)
     x = params["wte"][ids]
-    if _same(out, _ln(x, params["lnf_g"], params["lnf_b"]) @ params["wte"].T):
+    if _same(out, layer_norm(x, params["lnf_g"], params["lnf_b"]) @ params["wte"].T):
         raise CheckFailure(f"{what}: positions were not added", POS_MISSING_HINT)
     if _same(out, (x + params["wpe"][:5]) @ params["wte"].T):
         raise CheckFailure(f"{what}: the final LayerNorm is missing", NO_LN_HINT)
@@ -303,9 +293,8 @@ def gpt_forward_visible(gpt_forward):
            f"{what2}: the logits of the first three positions changed",
            "a position must never see later tokens: use the given (causal) transformer_block")
     last = out[-1]
-    for slip, (says, hint) in VISIBLE_SLIPS.items():
-        if np.allclose(last, VISIBLE_LAST[slip], rtol=1e-7, atol=1e-9):
-            raise CheckFailure(f"{what}: {says}", hint)
+    name_the_slip(last, {says: (VISIBLE_LAST[slip], hint) for slip, (says, hint) in VISIBLE_SLIPS.items()}, what,
+                  says="{}")
     assert_close(last, VISIBLE_LAST["correct"], what + ", logits at the last position", FORWARD_HINT,
                  rtol=1e-7, atol=1e-9)
     batch = np.stack([ids, later])
@@ -370,14 +359,10 @@ def _probs_checks(out, logits, temperature, what):
     if np.all(np.isfinite(out)) and not np.allclose(sums, 1.0, atol=1e-5):
         raise CheckFailure(f"{what}: the probabilities sum to {np.round(sums.ravel()[:3], 4).tolist()}, not 1",
                            TEMP_BEFORE_HINT)
-    right = _softmax(last / temperature)
-    for slip, says, hint in [(_softmax(logits[..., 0, :] / temperature), "the distribution of the FIRST position",
-                              LAST_HINT),
-                             (_softmax(last * temperature), "the logits were multiplied by the temperature",
-                              TEMP_DIVIDE_HINT),
-                             (_softmax(last), "the temperature had no effect", TEMP_DIVIDE_HINT)]:
-        if not _same(slip, right) and _same(out, slip):
-            raise CheckFailure(f"{what}: {says}", hint)
+    slips = {"the distribution of the FIRST position": (softmax(logits[..., 0, :] / temperature), LAST_HINT),
+             "the logits were multiplied by the temperature": (softmax(last * temperature), TEMP_DIVIDE_HINT),
+             "the temperature had no effect": (softmax(last), TEMP_DIVIDE_HINT)}
+    name_the_slip(out, slips, what, says="{}", expected=softmax(last / temperature), rtol=1e-6, atol=1e-8)
 
 
 @test("next_token_probs_visible", "next_token_probs")
@@ -388,16 +373,16 @@ def next_token_probs_visible(next_token_probs):
         what = f"next_token_probs(logits (3, 4), temperature={temperature})"
         out = as_result_array(next_token_probs(logits, temperature), what)
         _probs_checks(out, logits, temperature, what)
-        assert_close(out, _softmax(logits[-1] / temperature), what,
+        assert_close(out, softmax(logits[-1] / temperature), what,
                      "softmax(logits[..., -1, :] / temperature)")
     out = as_result_array(next_token_probs(logits), "next_token_probs(logits) (default temperature)")
-    assert_close(out, _softmax(logits[-1]), "next_token_probs(logits) with the default temperature 1",
+    assert_close(out, softmax(logits[-1]), "next_token_probs(logits) with the default temperature 1",
                  "the default temperature is 1.0")
     batch = np.stack([logits, logits[::-1] * 2])
     what = "next_token_probs(logits (2, 3, 4), temperature=1.0)"
     out = as_result_array(next_token_probs(batch, 1.0), what)
     _probs_checks(out, batch, 1.0, what)
-    assert_close(out, _softmax(batch[:, -1]), what, AXIS_HINT)
+    assert_close(out, softmax(batch[:, -1]), what, AXIS_HINT)
     assert_raises(lambda: next_token_probs(logits, 0.0), "ValueError", "next_token_probs with temperature 0",
                   TEMP_RAISE_HINT)
     assert_raises(lambda: next_token_probs(logits, -1.0), "ValueError", "next_token_probs with temperature -1",

@@ -3,8 +3,8 @@ and a flash-decoding kernel.
 
 Visible tests need no answer key. The positions, the cache writes and the sampler are
 checked against their definitions (a few lines of NumPy below); the model step against
-chapter 15's oracle, recomputation of the whole sequence (`_recompute` and `random_gpt` from
-chapter 15's checks, imported, not copied); the kernel against attention written out in
+chapter 15's oracle, recomputation of the whole sequence (`recompute` and `random_gpt`, shared
+with chapter 15's checks in _gpt_formulas); the kernel against attention written out in
 float64. `_static_np` is the static step in NumPy with the classic slips as variants, so that
 a failure can name its cause. Hidden tests add random shapes, dtypes and edge cases and
 compare with the reference.
@@ -19,8 +19,8 @@ import numpy as np
 
 from ..framework import (Chapter, CheckFailure, StudentError, as_result_array, assert_raises,
                          assert_rel_close, assert_shape, assert_values_close, attempt, describe, dtype_name,
-                         ensure, relative_error, rng_for, REL_TOL, tensor_device, torch)
-from .kv_cache import _heads, _ln, _merge, _mlp_part, _recompute, _softmax, random_gpt
+                         ensure, matches, relative_error, rng_for, REL_TOL, tensor_device, torch)
+from ._gpt_formulas import add_mlp, layer_norm, merge_heads, random_gpt, recompute, softmax, split_heads
 
 chapter = Chapter("16-gpu-gpt", reference="gpu_gpt",
                   functions=["positions_for_step", "write_cache", "static_step", "sample_next",
@@ -55,9 +55,8 @@ def _tol(dtype):
 
 
 def _same(a, b, dtype=np.float64):
-    rtol, atol = _tol(dtype)
-    return isinstance(a, np.ndarray) and a.shape == np.shape(b) and a.dtype.kind == "f" and \
-        bool(np.allclose(a, b, rtol=rtol, atol=atol))
+    """Equal up to rounding at the inputs' precision: for naming a slip."""
+    return matches(a, b, *_tol(dtype))
 
 
 # ==================================================================== positions_for_step
@@ -343,8 +342,8 @@ def _static_np(params, kv, ids, start, n_head, variant=""):
     if variant == "top_left":
         allowed = np.broadcast_to(slots <= np.arange(n)[None, :, None], allowed.shape)
     for layer, p in enumerate(params["blocks"]):
-        a = _ln(x, p["ln1_g"], p["ln1_b"])
-        q, k, v = (_heads(a @ p[w], n_head) for w in ("w_q", "w_k", "w_v"))   # (B, H, n, dh)
+        a = layer_norm(x, p["ln1_g"], p["ln1_b"])
+        q, k, v = (split_heads(a @ p[w], n_head) for w in ("w_q", "w_k", "w_v"))   # (B, H, n, dh)
         before = kv[layer].copy()
         for i in range(b):
             kv[layer, 0, i][:, positions[i]] = k[i]
@@ -352,9 +351,9 @@ def _static_np(params, kv, ids, start, n_head, variant=""):
         keys = before if variant == "read_before_write" else kv[layer]
         scores = q @ np.swapaxes(keys[0], -1, -2)
         scores = scores if variant == "no_scale" else scores / math.sqrt(q.shape[-1])
-        weights = _softmax(np.where(allowed[:, None], scores, -np.inf))
-        x = _mlp_part(x + _merge(weights @ keys[1]) @ p["w_o"], p)
-    return _ln(x, params["lnf_g"], params["lnf_b"]) @ params["wte"].T, kv
+        weights = softmax(np.where(allowed[:, None], scores, -np.inf))
+        x = add_mlp(x + merge_heads(weights @ keys[1]) @ p["w_o"], p)
+    return layer_norm(x, params["lnf_g"], params["lnf_b"]) @ params["wte"].T, kv
 
 
 def _run_step(fn, tp, kv, ids, start, n_head, dtype, what):
@@ -400,7 +399,7 @@ def _check_static(fn, params, kv, ids, start, n_head, sequences, what, dtype=np.
     for b, seq in enumerate(sequences):
         seq = np.asarray(seq)
         real = min(n, len(seq) - int(start[b]))                         # this step's real tokens
-        el, ek, ev = _recompute(seq, p, n_head)
+        el, ek, ev = recompute(seq, p, n_head)
         got = logits[b, :real]
         want = el[int(start[b]):int(start[b]) + real]
         if not _same(got, want, dtype):
@@ -571,7 +570,7 @@ def _check_frequencies(fn, row, t, n, rng, what, dtype=np.float32):
     u = rng.uniform(1e-12, 1.0, (n, v))
     out = _check_sample(fn, z, u, t, what, dtype)
     freq = np.bincount(out, minlength=v)[:v] / n
-    want = _softmax(row.astype(np.float64) / t)
+    want = softmax(row.astype(np.float64) / t)
     bound = math.sqrt(math.log(2 * v / DELTA) / (2 * n))
     worst = int(np.argmax(np.abs(freq - want)))
     ensure(abs(freq[worst] - want[worst]) <= bound,
@@ -695,11 +694,11 @@ def _decode_expected(q, k, v, lengths, variant="", chunk=16):
             return None
         scores = np.einsum("hd,hsd->hs", q[i], k[i, :, :n]) * scale
         if variant in ("sum", "mean"):
-            parts = [np.einsum("hs,hsd->hd", _softmax(scores[:, c:c + chunk]), v[i, :, c:min(c + chunk, n)])
+            parts = [np.einsum("hs,hsd->hd", softmax(scores[:, c:c + chunk]), v[i, :, c:min(c + chunk, n)])
                      for c in range(0, n, chunk)]
             out[i] = np.sum(parts, axis=0) if variant == "sum" else np.mean(parts, axis=0)
         else:
-            out[i] = np.einsum("hs,hsd->hd", _softmax(scores), v[i, :, :n])
+            out[i] = np.einsum("hs,hsd->hd", softmax(scores), v[i, :, :n])
     return out
 
 

@@ -1,8 +1,8 @@
 """Chapter 15 (15-kv-cache): incremental decoding with a KV cache on chapter 5's GPT.
 
 The visible tests need no answer key: their oracle is the definition of the cache,
-*recomputation*. `_recompute` below runs chapter 5's model (given to students anyway) on
-the whole sequence and collects the keys and values every block uses; a cached step must
+*recomputation*. `recompute` (from _gpt_formulas) runs chapter 5's model (given to students
+anyway) on the whole sequence and collects the keys and values every block uses; a cached step must
 give the same logits and the same cache, to rounding. `_step` is the same formula for one
 new token, with the classic slips as variants, so that a failure can name its cause.
 Hidden tests compare with the reference on small random models (never the course
@@ -16,7 +16,8 @@ import math
 import numpy as np
 
 from ..framework import (Chapter, CheckFailure, as_result_array, assert_raises, assert_shape,
-                         assert_values_close, attempt, describe, ensure, rng_for)
+                         assert_values_close, attempt, describe, ensure, matches, rng_for)
+from ._gpt_formulas import add_mlp, layer_norm, merge_heads, random_gpt, recompute, softmax, split_heads
 
 chapter = Chapter("15-kv-cache", reference="kv_cache",
                   functions=["append_kv", "attend_one", "prefill", "decode_step", "generate_cached"],
@@ -28,71 +29,16 @@ chapter = Chapter("15-kv-cache", reference="kv_cache",
 test = chapter.test
 
 
-# ------------------------------------------------------------------ the model, as formulas
+# ------------------------------------------------------------------ the model, as formulas (with slips)
 
-def random_gpt(rng, v, d, block_size, n_layers, dtype=np.float64):
-    """A small random GPT in chapter 5's layout; weights large enough that every slip shows."""
-    def n(*shape, s=1.0):
-        return (rng.standard_normal(shape) * s).astype(dtype)
-    blocks = [{"ln1_g": 1 + n(d, s=0.2), "ln1_b": n(d, s=0.2), "w_q": n(d, d, s=d ** -0.5),
-               "w_k": n(d, d, s=d ** -0.5), "w_v": n(d, d, s=d ** -0.5), "w_o": n(d, d, s=d ** -0.5),
-               "ln2_g": 1 + n(d, s=0.2), "ln2_b": n(d, s=0.2), "w_fc": n(d, 4 * d, s=d ** -0.5),
-               "b_fc": n(4 * d, s=0.2), "w_proj": n(4 * d, d, s=(4 * d) ** -0.5), "b_proj": n(d, s=0.2)}
-              for _ in range(n_layers)]
-    return {"wte": n(v, d), "wpe": n(block_size, d, s=0.7), "lnf_g": 1 + n(d, s=0.2), "lnf_b": n(d, s=0.2),
-            "blocks": blocks}
+def _kv_from_x(x, y, p):
+    """A slip, for recompute's kv_source: keys and values from the raw stream x, not ln1(x)."""
+    return x
 
 
-def _ln(x, g, b, eps=1e-5):
-    m = x.mean(-1, keepdims=True)
-    var = ((x - m) ** 2).mean(-1, keepdims=True)
-    return (x - m) / np.sqrt(var + eps) * g + b
-
-
-def _softmax(s):
-    with np.errstate(all="ignore"):
-        e = np.exp(s - s.max(axis=-1, keepdims=True))
-        return e / e.sum(axis=-1, keepdims=True)
-
-
-def _heads(x, h):
-    """(..., T, D) -> (..., H, T, D/H)."""
-    *lead, t, d = x.shape
-    return np.swapaxes(x.reshape(*lead, t, h, d // h), -2, -3)
-
-
-def _merge(x):
-    *lead, h, t, dh = x.shape
-    return np.swapaxes(x, -2, -3).reshape(*lead, t, h * dh)
-
-
-def _mlp_part(x, p):
-    f = _ln(x, p["ln2_g"], p["ln2_b"]) @ p["w_fc"] + p["b_fc"]
-    f = 0.5 * f * (1.0 + np.tanh(math.sqrt(2.0 / math.pi) * (f + 0.044715 * f ** 3)))
-    return x + f @ p["w_proj"] + p["b_proj"]
-
-
-def _recompute(ids, params, n_heads, variant=""):
-    """Everything from scratch: (logits (..., T, V), k, v (L, ..., H, T, d_head)).
-
-    variant "no_ln": keys and values from the raw stream x instead of ln1(x);
-    "after": from ln1 of the block's OUTPUT (computed after the block ran)."""
-    ids = np.asarray(ids)
-    t = ids.shape[-1]
-    x = params["wte"][ids] + params["wpe"][:t]
-    ks, vs = [], []
-    for p in params["blocks"]:
-        a = _ln(x, p["ln1_g"], p["ln1_b"])
-        q, k, v = _heads(a @ p["w_q"], n_heads), _heads(a @ p["w_k"], n_heads), _heads(a @ p["w_v"], n_heads)
-        s = q @ np.swapaxes(k, -1, -2) / math.sqrt(q.shape[-1])
-        s = np.where(np.tril(np.ones((t, t), dtype=bool)), s, -np.inf)
-        y = _mlp_part(x + _merge(_softmax(s) @ v) @ p["w_o"], p)
-        src = {"no_ln": x, "after": _ln(y, p["ln1_g"], p["ln1_b"])}.get(variant, a)
-        ks.append(_heads(src @ p["w_k"], n_heads))
-        vs.append(_heads(src @ p["w_v"], n_heads))
-        x = y
-    logits = _ln(x, params["lnf_g"], params["lnf_b"]) @ params["wte"].T
-    return logits, np.stack(ks), np.stack(vs)
+def _kv_from_output(x, y, p):
+    """A slip, for recompute's kv_source: keys and values from ln1 of the block's output."""
+    return layer_norm(y, p["ln1_g"], p["ln1_b"])
 
 
 def _attend(q, k, v, length, variant=""):
@@ -108,7 +54,7 @@ def _attend(q, k, v, length, variant=""):
         return np.zeros(q.shape[:-1] + v.shape[-1:])
     s = (k[..., :length, :] @ q[..., None])[..., 0]
     s = s / {"no_scale": 1.0, "scale_d": d}.get(variant, math.sqrt(d))
-    return (_softmax(s)[..., None, :] @ v[..., :length, :])[..., 0, :]
+    return (softmax(s)[..., None, :] @ v[..., :length, :])[..., 0, :]
 
 
 def _step(token, k_cache, v_cache, t, params, n_heads, variant=""):
@@ -121,9 +67,9 @@ def _step(token, k_cache, v_cache, t, params, n_heads, variant=""):
     x = params["wte"][token] + params["wpe"][pos]
     ks, vs = [], []
     for layer, p in enumerate(params["blocks"]):
-        a = _ln(x, p["ln1_g"], p["ln1_b"])[..., None, :]
-        q = _heads(a @ p["w_q"], n_heads)[..., 0, :]
-        kn, vn = _heads(a @ p["w_k"], n_heads), _heads(a @ p["w_v"], n_heads)
+        a = layer_norm(x, p["ln1_g"], p["ln1_b"])[..., None, :]
+        q = split_heads(a @ p["w_q"], n_heads)[..., 0, :]
+        kn, vn = split_heads(a @ p["w_k"], n_heads), split_heads(a @ p["w_v"], n_heads)
         k = np.concatenate([k_cache[layer], kn], axis=-2)
         v = np.concatenate([v_cache[layer], vn], axis=-2)
         if variant == "swap":
@@ -134,10 +80,10 @@ def _step(token, k_cache, v_cache, t, params, n_heads, variant=""):
             o = _attend(q, kn, vn, 1)
         else:
             o = _attend(q, k, v, t + 1, "no_scale" if variant == "no_scale" else "")
-        x = _mlp_part(x + _merge(o[..., None, :])[..., 0, :] @ p["w_o"], p)
+        x = add_mlp(x + merge_heads(o[..., None, :])[..., 0, :] @ p["w_o"], p)
         ks.append(k)
         vs.append(v)
-    return _ln(x, params["lnf_g"], params["lnf_b"]) @ params["wte"].T, np.stack(ks), np.stack(vs)
+    return layer_norm(x, params["lnf_g"], params["lnf_b"]) @ params["wte"].T, np.stack(ks), np.stack(vs)
 
 
 def _greedy_generate(prompt, n_new, params, n_heads):
@@ -145,19 +91,15 @@ def _greedy_generate(prompt, n_new, params, n_heads):
     ids = np.asarray(prompt)
     block = params["wpe"].shape[0]
     for _ in range(n_new):
-        nxt = np.argmax(_recompute(ids[..., -block:], params, n_heads)[0][..., -1, :], axis=-1)
+        nxt = np.argmax(recompute(ids[..., -block:], params, n_heads)[0][..., -1, :], axis=-1)
         ids = np.concatenate([ids, np.asarray(nxt, dtype=ids.dtype)[..., None]], axis=-1)
     return ids
 
 
-def _same(a, b, tol=None):
-    """Equal up to rounding (for diagnoses; NaN never equals anything)."""
-    if not isinstance(a, np.ndarray) or a.dtype.kind not in "fiu":
-        return False
-    b = np.asarray(b)
-    if tol is None:
-        tol = 1e-4 if np.float32 in (a.dtype, b.dtype) else 1e-8
-    return a.shape == b.shape and bool(np.allclose(a, b, rtol=tol, atol=tol))
+def _same(a, b):
+    """Equal up to rounding, float32's when either side is float32: for naming a slip."""
+    tol = 1e-4 if np.float32 in (getattr(a, "dtype", None), getattr(b, "dtype", None)) else 1e-8
+    return matches(a, b, rtol=tol, atol=tol)
 
 
 # ------------------------------------------------------------------ results: pairs and caches
@@ -315,7 +257,7 @@ def _check_attend(attend_one, q, k, v, length, what):
         tail0 = q.shape[:-1] + (k.shape[-2] - length,)
         s = np.concatenate([(k[..., :length, :] @ q[..., None])[..., 0] / math.sqrt(q.shape[-1]),
                             np.zeros(tail0)], axis=-1)
-        if _same(out, (_softmax(s)[..., None, :] @ v)[..., 0, :]) and not _same(out, masked0):
+        if _same(out, (softmax(s)[..., None, :] @ v)[..., 0, :]) and not _same(out, masked0):
             raise CheckFailure(f"{what}: the unwritten slots got score 0 instead of -inf", TAIL_HINT)
     assert_values_close(out, expected, what, ATTEND_HINT)
 
@@ -420,9 +362,9 @@ def _check_kv(k, v, ids, params, n_heads, ek, ev, what, hint):
     assert_shape(v, ev.shape, f'{what}: cache["v"]', SPLIT_HINT)
     if _same(k, ev) and _same(v, ek):
         raise CheckFailure(f"{what}: the cache's keys are the values and its values the keys", KV_SWAP_HINT)
-    for variant, says, h in (("no_ln", "from x without ln1", KV_LN_HINT),
-                             ("after", "after the block (from its output)", KV_INPUT_HINT)):
-        _, wk, wv = _recompute(ids, params, n_heads, variant)
+    for source, says, h in ((_kv_from_x, "from x without ln1", KV_LN_HINT),
+                            (_kv_from_output, "after the block (from its output)", KV_INPUT_HINT)):
+        _, wk, wv = recompute(ids, params, n_heads, source)
         if _same(k, wk) or _same(v, wv):
             raise CheckFailure(f"{what}: the cached keys/values were computed {says}", h)
     assert_values_close(k, ek, f'{what}: cache["k"]', hint)
@@ -433,7 +375,7 @@ def _check_prefill(prefill, ids, params, n_heads, what):
     res = _pair(attempt(lambda: prefill(ids, params, n_heads), what, PREFILL_HINT), what)
     logits = as_result_array(res[0], f"{what}: logits")
     k, v, length = _cache(res[1], what)
-    el, ek, ev = _recompute(ids, params, n_heads)
+    el, ek, ev = recompute(ids, params, n_heads)
     if logits.shape == el.shape[:-2] + el.shape[-1:] and ids.shape[-1] > 1:
         raise CheckFailure(f"{what}: logits of shape {logits.shape}, only the last position", LOGITS_HINT)
     assert_shape(logits, el.shape, f"{what}: logits", LOGITS_HINT)
@@ -525,13 +467,13 @@ def _check_step(decode_step, token, ids, params, n_heads, what, cache=None):
     Returns the student's new cache."""
     t = ids.shape[-1]
     if cache is None:
-        _, k0, v0 = _recompute(ids, params, n_heads)
+        _, k0, v0 = recompute(ids, params, n_heads)
         cache = _as_cache(k0, v0, t)
     res = _pair(attempt(lambda: decode_step(token, cache, params, n_heads), what, STEP_HINT), what)
     logits = as_result_array(res[0], f"{what}: logits")
     k, v, length = _cache(res[1], what)
     full = np.concatenate([ids, np.asarray(token, dtype=ids.dtype)[..., None]], axis=-1)
-    el, ek, ev = _recompute(full, params, n_heads)
+    el, ek, ev = recompute(full, params, n_heads)
     el = el[..., -1, :]
     if logits.shape == el.shape[:-1] + (1,) + el.shape[-1:]:
         raise CheckFailure(f"{what}: logits of shape {logits.shape}", "return the logits of the new token only, "
@@ -569,7 +511,7 @@ def decode_step_visible(decode_step):
     ids = np.array([3, 1, 4, 1, 5])
     _check_step(decode_step, 9, ids, params, 2, "decode_step(token 9, cache of [3, 1, 4, 1, 5], 2-block GPT, 2 heads)")
     seq = np.array([6])
-    _, k0, v0 = _recompute(seq, params, 2)
+    _, k0, v0 = recompute(seq, params, 2)
     cache = _as_cache(k0, v0, 1)
     for token in (2, 7, 1, 8, 2, 8, 0):  # 1 + 7 = 8 = block_size positions
         what = f"decode_step, step {len(seq)} of a chain from the cache of [6] (each step on the cache it returned)"

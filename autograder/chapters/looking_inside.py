@@ -6,12 +6,13 @@ perfect induction head scoring 1); when an answer is wrong they recompute the cl
 mistakes on the same input to name the one that was made. Hidden tests compare with the
 reference on seeded random inputs, in float64 and float32, and on edge cases.
 """
+import functools
 import math
 
 import numpy as np
 
 from ..framework import (Chapter, CheckFailure, as_result_array, assert_close, assert_raises, assert_shape,
-                         assert_values_close, attempt, ensure, rng_for)
+                         assert_values_close, attempt, ensure, matches, rng_for)
 
 chapter = Chapter("18-looking-inside", reference="looking_inside",
                   functions=["head_entropy", "prefix_matching_score", "logit_lens", "patch_head",
@@ -45,10 +46,7 @@ def random_causal_weights(rng, shape, t, dtype, sharp=2.0):
     return _softmax(np.where(np.tril(np.ones((t, t), dtype=bool)), s, -np.inf)).astype(dtype)
 
 
-def _same(a, b):
-    """Equal up to float32 rounding (a diagnosis, not the verdict: assert_close decides)."""
-    a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
-    return a.shape == b.shape and bool(np.allclose(a, b, rtol=1e-4, atol=1e-5, equal_nan=False))
+_same = functools.partial(matches, rtol=1e-4, atol=1e-5)   # float32 rounding; a diagnosis, assert_close decides
 
 
 # ------------------------------------------------------------------ head_entropy

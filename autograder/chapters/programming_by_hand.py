@@ -3,7 +3,7 @@
 Each graded function returns a *program*: a dict of weights in named coordinates (see
 solutions/reference/programming_by_hand.py). A check runs it through its own copy of the
 course's machine (chapter 5's embedding, chapter 4's pre-norm block with causal multi-head
-attention; its first LayerNorm set to the identity on the embedded vectors and the MLP off,
+attention, from _gpt_formulas; its first LayerNorm set to the identity on the embedded vectors and the MLP off,
 exactly as `program_params` does; tests/test_programming_by_hand.py proves that the copy
 and the reference agree) on EVERY input of a small domain, in float64 and in float32, and
 compares the answer semes with what the task asks: the right answer is computed from the
@@ -19,6 +19,7 @@ import math
 import numpy as np
 
 from ..framework import Chapter, CheckFailure, as_result_array, attempt, describe, ensure, rng_for
+from ._gpt_formulas import causal_attention, layer_norm
 
 chapter = Chapter("19-programming-by-hand", reference="programming_by_hand",
                   functions=["previous_token_weights", "repeated_token_weights", "sort_weights",
@@ -98,42 +99,16 @@ RELU_MASK_HINT = ("each position t >= 1 must attend only to itself (score scale 
                   "far above anything else")
 
 
-# ------------------------------------------------------------------ the machine (a copy of the reference's)
-
-def _layer_norm(x, g, b, eps=1e-5):
-    mean = x.mean(-1, keepdims=True)
-    var = ((x - mean) ** 2).mean(-1, keepdims=True)
-    return (x - mean) / np.sqrt(var + eps) * g + b
-
-
-def _softmax(x):
-    z = x - x.max(axis=-1, keepdims=True)
-    e = np.exp(z)
-    return e / e.sum(axis=-1, keepdims=True)
-
-
-def _attention(x, w_q, w_k, w_v, w_o, n_heads):
-    """Chapter 3's causal multi-head self-attention."""
-    *lead, t, d = x.shape
-
-    def heads(y):
-        return np.swapaxes(y.reshape(*lead, t, n_heads, d // n_heads), -2, -3)
-
-    q, k, v = heads(x @ w_q), heads(x @ w_k), heads(x @ w_v)
-    scores = q @ np.swapaxes(k, -1, -2) / math.sqrt(d // n_heads)
-    scores = np.where(np.tril(np.ones((t, t), dtype=bool)), scores, -np.inf)
-    out = np.swapaxes(_softmax(scores) @ v, -2, -3)
-    return out.reshape(*lead, t, d) @ w_o
-
+# ------------------------------------------------------------------ the machine (the checks' own model)
 
 def _stream(prog, ids, dtype):
     """The residual stream after the block, as run_program computes it (the MLP, whose weights
     are all zero, adds exactly 0 and is left out)."""
     c = {k: prog[k].astype(dtype) for k in ("wte", "wpe", "w_q", "w_k", "w_v", "w_o")}
     x = c["wte"][ids] + c["wpe"][:ids.shape[-1]]
-    h = _layer_norm(x, dtype(prog["ln_g"]), dtype(prog["ln_b"]))
+    h = layer_norm(x, dtype(prog["ln_g"]), dtype(prog["ln_b"]))
     with np.errstate(all="ignore"):
-        return x + _attention(h, c["w_q"], c["w_k"], c["w_v"], c["w_o"], prog["n_heads"])
+        return x + causal_attention(h, c["w_q"], c["w_k"], c["w_v"], c["w_o"], prog["n_heads"])
 
 
 def _program(value, what, vocab, n_positions, answers):

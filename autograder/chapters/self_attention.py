@@ -1,9 +1,10 @@
 """Chapter 3 (03-self-attention): projections, heads, the causal mask and positions."""
+import functools
+
 import numpy as np
 
-from ..framework import assert_values_close as assert_close
-from ..framework import (Chapter, CheckFailure, as_result_array, assert_dtype, attempt,
-                         assert_finite, assert_raises, assert_shape, ensure, rng_for)
+from ..framework import (Chapter, CheckFailure, as_result_array, assert_dtype, attempt, assert_finite,
+                         assert_raises, assert_shape, assert_values_close, ensure, matches, rng_for)
 
 chapter = Chapter("03-self-attention", reference="self_attention",
                   functions=["causal_mask", "split_heads", "merge_heads", "self_attention",
@@ -19,9 +20,7 @@ def _cummean(v):
     return np.cumsum(v, axis=-2) / np.arange(1, v.shape[-2] + 1)[:, None]
 
 
-def _close(a, b, tol=1e-6):
-    b = np.asarray(b, dtype=float)
-    return a.shape == b.shape and bool(np.allclose(a, b, rtol=tol, atol=tol))
+_close = functools.partial(matches, rtol=1e-6, atol=1e-6)   # for naming a slip; assert_values_close decides
 
 
 # ------------------------------------------------------------------ causal_mask
@@ -110,14 +109,14 @@ def split_heads_visible(split_heads):
     if np.array_equal(out, x.reshape(3, 3, 2).transpose(2, 0, 1)):
         raise CheckFailure(f"{what}: head 0 got the features {out[0, 0].tolist()} of position 0, "
                            "expected [0.0, 1.0, 2.0]", CONTIG_HINT)
-    assert_close(out[0], x[:, :3], f"{what}: head 0 (features 0..2 of every position)", SPLIT_HINT)
-    assert_close(out[1], x[:, 3:], f"{what}: head 1 (features 3..5 of every position)", SPLIT_HINT)
+    assert_values_close(out[0], x[:, :3], f"{what}: head 0 (features 0..2 of every position)", SPLIT_HINT)
+    assert_values_close(out[1], x[:, 3:], f"{what}: head 1 (features 3..5 of every position)", SPLIT_HINT)
     xb = np.arange(2 * 5 * 8, dtype=np.float32).reshape(2, 5, 8)
     what = "split_heads(x (2, 5, 8), n_heads=4)"
     outb = as_result_array(attempt(lambda: split_heads(xb, 4), what, BATCH_HINT), what)
     assert_shape(outb, (2, 4, 5, 2), what, BATCH_HINT)
     assert_dtype(outb, np.float32, what, "split_heads only moves numbers around: keep the dtype")
-    assert_close(outb[1, 3], xb[1, :, 6:], f"{what}: batch 1, head 3", BATCH_HINT)
+    assert_values_close(outb[1, 3], xb[1, :, 6:], f"{what}: batch 1, head 3", BATCH_HINT)
     assert_raises(lambda: split_heads(np.zeros((3, 7)), 2), "ValueError",
                   "split_heads(x (3, 7), n_heads=2)",
                   "raise ValueError when D is not divisible by n_heads")
@@ -134,7 +133,7 @@ def split_heads_random(split_heads, ref):
             out = as_result_array(attempt(lambda: split_heads(x, h), what, BATCH_HINT), what)
             expected = ref.split_heads(x, h)
             assert_shape(out, expected.shape, what, HEADS_FIRST_HINT)
-            assert_close(out, expected, what, SPLIT_HINT)
+            assert_values_close(out, expected, what, SPLIT_HINT)
 
 
 @test("split_heads_edge", "split_heads", hidden=True)
@@ -145,7 +144,7 @@ def split_heads_edge(split_heads, ref):
         x = rng.standard_normal(shape)
         what = f"split_heads(x {shape}, n_heads={h})"
         out = as_result_array(attempt(lambda: split_heads(x, h), what, BATCH_HINT), what)
-        assert_close(out, ref.split_heads(x, h), what, SPLIT_HINT)
+        assert_values_close(out, ref.split_heads(x, h), what, SPLIT_HINT)
     assert_raises(lambda: split_heads(np.zeros((2, 3, 10)), 4), "ValueError",
                   "split_heads(x (2, 3, 10), n_heads=4)", "raise ValueError when D % n_heads != 0")
 
@@ -181,14 +180,14 @@ def merge_heads_visible(merge_heads):
     if np.array_equal(out, np.moveaxis(heads, 0, -1).reshape(3, 6)):
         raise CheckFailure(f"{what}: row 0 is {out[0].tolist()}, the heads' features are "
                            "interleaved", MERGE_CONTIG_HINT)
-    assert_close(out, x, f"{what}: should give back the (3, 6) array the heads were split from",
-                 MERGE_HINT)
+    assert_values_close(out, x, f"{what}: should give back the (3, 6) array the heads were split from",
+                        MERGE_HINT)
     xb = np.arange(2 * 5 * 8, dtype=np.float32).reshape(2, 5, 8)
     what = "merge_heads(heads (2, 4, 5, 2))"
     outb = as_result_array(attempt(lambda: merge_heads(_split_by_hand(xb, 4)), what, BATCH_HINT), what)
     assert_shape(outb, (2, 5, 8), what, BATCH_HINT)
     assert_dtype(outb, np.float32, what, "merge_heads only moves numbers around: keep the dtype")
-    assert_close(outb, xb, f"{what}: should give back the array the heads were split from", MERGE_HINT)
+    assert_values_close(outb, xb, f"{what}: should give back the array the heads were split from", MERGE_HINT)
 
 
 @test("merge_heads_random", "merge_heads", hidden=True)
@@ -202,10 +201,10 @@ def merge_heads_random(merge_heads, ref):
             out = as_result_array(attempt(lambda: merge_heads(x), what, BATCH_HINT), what)
             expected = ref.merge_heads(x)
             assert_shape(out, expected.shape, what, MERGE_SHAPE_HINT)
-            assert_close(out, expected, what, MERGE_HINT)
+            assert_values_close(out, expected, what, MERGE_HINT)
         y = rng.standard_normal((2, 6, 12)).astype(dtype)
-        assert_close(merge_heads(ref.split_heads(y, 3)), y, "merge_heads(split_heads(y, 3)) should be y",
-                     MERGE_HINT)
+        assert_values_close(merge_heads(ref.split_heads(y, 3)), y, "merge_heads(split_heads(y, 3)) should be y",
+                            MERGE_HINT)
 
 
 @test("merge_heads_edge", "merge_heads", hidden=True)
@@ -216,7 +215,7 @@ def merge_heads_edge(merge_heads, ref):
         x = rng.standard_normal(shape)
         what = f"merge_heads(x {shape})"
         out = as_result_array(attempt(lambda: merge_heads(x), what, BATCH_HINT), what)
-        assert_close(out, ref.merge_heads(x), what, MERGE_HINT)
+        assert_values_close(out, ref.merge_heads(x), what, MERGE_HINT)
 
 
 # ------------------------------------------------------------------ self_attention
@@ -286,7 +285,7 @@ def _uniform_diagnosis(out, x, w_v, w_o, h, causal, what):
     unmerged = mean(_split_by_hand(v, h)).reshape(t, d) @ w_o
     if _close(out, unmerged):
         raise CheckFailure(f"{what}: with n_heads={h} the output rows mix positions", SA_MERGE_HINT)
-    assert_close(out, expected, what, UNIFORM_HINT)
+    assert_values_close(out, expected, what, UNIFORM_HINT)
 
 
 def _sigmoid(z):
@@ -322,7 +321,7 @@ def self_attention_visible(self_attention):
         raise CheckFailure(f"{what}: position 1, head 1 scaled its scores by 1/sqrt(4)", HEAD_SCALE_HINT)
     if _close(out, np.array([[2.0, 0, 0, 0], [2.0, 0, 0, 2 * _sigmoid(4.0)]])):
         raise CheckFailure(f"{what}: position 1, head 1 did not scale its scores", NO_SCALE_HINT)
-    assert_close(out, expected, what, HEAD_SCALE_HINT)
+    assert_values_close(out, expected, what, HEAD_SCALE_HINT)
     # 3. The future-token experiment: changing the last token leaves earlier outputs unchanged.
     x3 = rng.standard_normal((6, 8))
     ws = [rng.standard_normal((8, 8)) / np.sqrt(8) for _ in range(4)]
@@ -350,8 +349,8 @@ def self_attention_visible(self_attention):
     outb = _call_sa(self_attention, (xb, *ws, 2), {}, what)
     assert_shape(outb, (2, 3, 4, 8), what, BATCH_HINT)
     one = _call_sa(self_attention, (xb[1, 2], *ws, 2), {}, "self_attention(x (4, 8), n_heads=2)")
-    assert_close(outb[1, 2], one, f"{what}: sequence [1, 2] of the batch should match the same "
-                 "sequence on its own", BATCH_HINT)
+    assert_values_close(outb[1, 2], one, f"{what}: sequence [1, 2] of the batch should match the same "
+                        "sequence on its own", BATCH_HINT)
 
 
 @test("self_attention_random", "self_attention", hidden=True)
@@ -368,8 +367,8 @@ def self_attention_random(self_attention, ref):
                 out = _call_sa(self_attention, (x, *ws, h), {"causal": causal}, what)
                 expected = ref.self_attention(x, *ws, h, causal=causal)
                 assert_shape(out, expected.shape, what, "the output has the shape of x: (..., T, D)")
-                assert_close(out, expected, what, HEAD_SCALE_HINT,
-                             **({"rtol": 1e-4, "atol": 1e-5} if dtype == np.float32 else {}))
+                assert_values_close(out, expected, what, HEAD_SCALE_HINT,
+                                    **({"rtol": 1e-4, "atol": 1e-5} if dtype == np.float32 else {}))
 
 
 @test("self_attention_edge", "self_attention", hidden=True)
@@ -386,7 +385,7 @@ def self_attention_edge(self_attention, ref):
             out = _call_sa(self_attention, (x, *ws, h), {"causal": causal}, what)
             assert_finite(out, what, "subtract the row maximum in the softmax; mask with -inf only "
                           "where a row keeps at least its diagonal")
-            assert_close(out, ref.self_attention(x, *ws, h, causal=causal), what, HEAD_SCALE_HINT)
+            assert_values_close(out, ref.self_attention(x, *ws, h, causal=causal), what, HEAD_SCALE_HINT)
 
 
 # ------------------------------------------------------------------ sinusoidal_positions
@@ -418,7 +417,7 @@ def sinusoidal_positions_visible(sinusoidal_positions):
     pe = as_result_array(attempt(lambda: sinusoidal_positions(5, 6), what), what)
     assert_shape(pe, (5, 6), what, "one row per position, one column per feature: (n, d)")
     assert_finite(pe, what, DIVIDE_HINT)
-    if pe.dtype != np.float64 and _close(pe, _sinusoid(5, 6, lambda i: 2 * i), tol=1e-5):
+    if pe.dtype != np.float64 and _close(pe, _sinusoid(5, 6, lambda i: 2 * i), rtol=1e-5, atol=1e-5):
         raise CheckFailure(f"{what}: the values are right to float32 precision, but the dtype is "
                            f"{pe.dtype}, expected float64", DTYPE_HINT)
     if _close(pe[0], [1, 0, 1, 0, 1, 0]):
@@ -429,17 +428,17 @@ def sinusoidal_positions_visible(sinusoidal_positions):
                            INTERLEAVE_HINT)
     if _close(pe, _sinusoid(6, 6, lambda i: 2 * i)[1:]):
         raise CheckFailure(f"{what}: row 0 is position 1", POS_HINT)
-    assert_close(pe[0], [0, 1, 0, 1, 0, 1], f"{what}, row 0 (position 0)", SINCOS_HINT)
+    assert_values_close(pe[0], [0, 1, 0, 1, 0, 1], f"{what}, row 0 (position 0)", SINCOS_HINT)
     p = np.arange(5.0)
-    assert_close(pe[:, :2], np.stack([np.sin(p), np.cos(p)], axis=1),
-                 f"{what}, columns 0 and 1 (frequency 1: sin p and cos p)", SINCOS_HINT)
+    assert_values_close(pe[:, :2], np.stack([np.sin(p), np.cos(p)], axis=1),
+                        f"{what}, columns 0 and 1 (frequency 1: sin p and cos p)", SINCOS_HINT)
     for name, exponent, hint in [("i/d", lambda i: i, FREQ_HINT), ("4i/d", lambda i: 4 * i, FREQ_HINT),
                                  ("-2i/d", lambda i: -2 * i, DIVIDE_HINT)]:
         if _close(pe, _sinusoid(5, 6, exponent)):
             raise CheckFailure(f"{what}: the angles are p / 10000**({name})", hint)
-    assert_close(pe[:, 2:4], np.stack([np.sin(p / 10000 ** (2 / 6)), np.cos(p / 10000 ** (2 / 6))], axis=1),
-                 f"{what}, columns 2 and 3 (angle p / 10000**(2/6))", FREQ_HINT)
-    assert_close(pe, _sinusoid(5, 6, lambda i: 2 * i), what, FREQ_HINT)
+    assert_values_close(pe[:, 2:4], np.stack([np.sin(p / 10000 ** (2 / 6)), np.cos(p / 10000 ** (2 / 6))], axis=1),
+                        f"{what}, columns 2 and 3 (angle p / 10000**(2/6))", FREQ_HINT)
+    assert_values_close(pe, _sinusoid(5, 6, lambda i: 2 * i), what, FREQ_HINT)
     assert_dtype(pe, np.float64, what, DTYPE_HINT)
     assert_raises(lambda: sinusoidal_positions(4, 5), "ValueError", "sinusoidal_positions(4, 5)",
                   "raise ValueError when d is odd: sin and cos come in pairs")
@@ -454,7 +453,7 @@ def sinusoidal_positions_random(sinusoidal_positions, ref):
         what = f"sinusoidal_positions({n}, {d})"
         pe = as_result_array(attempt(lambda: sinusoidal_positions(n, d), what), what)
         assert_dtype(pe, np.float64, what, DTYPE_HINT)
-        assert_close(pe, ref.sinusoidal_positions(n, d), what, FREQ_HINT, rtol=1e-9, atol=1e-9)
+        assert_values_close(pe, ref.sinusoidal_positions(n, d), what, FREQ_HINT, rtol=1e-9, atol=1e-9)
 
 
 @test("sinusoidal_positions_edge", "sinusoidal_positions", hidden=True)
@@ -464,6 +463,6 @@ def sinusoidal_positions_edge(sinusoidal_positions, ref):
         what = f"sinusoidal_positions({n}, {d})"
         pe = as_result_array(attempt(lambda: sinusoidal_positions(n, d), what), what)
         assert_dtype(pe, np.float64, what, DTYPE_HINT)
-        assert_close(pe, ref.sinusoidal_positions(n, d), what, FREQ_HINT, rtol=1e-9, atol=1e-9)
+        assert_values_close(pe, ref.sinusoidal_positions(n, d), what, FREQ_HINT, rtol=1e-9, atol=1e-9)
     assert_raises(lambda: sinusoidal_positions(3, 7), "ValueError", "sinusoidal_positions(3, 7)",
                   "raise ValueError when d is odd")

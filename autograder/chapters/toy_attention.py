@@ -1,8 +1,7 @@
 """Chapter 2 (02-toy-attention): scaled dot-product attention on a toy example."""
 import numpy as np
 
-from ..framework import assert_values_close as assert_close
-from ..framework import (Chapter, CheckFailure, assert_finite, assert_shape, as_result_array,
+from ..framework import (Chapter, CheckFailure, assert_finite, assert_shape, assert_values_close, as_result_array,
                          attempt, ensure, rng_for)
 
 chapter = Chapter("02-toy-attention", reference="toy_attention",
@@ -42,14 +41,14 @@ def attention_scores_visible(attention_scores):
     out = as_result_array(attention_scores(q, k), "attention_scores(q (1x4), k (2x4))")
     assert_shape(out, (1, 2), "attention_scores(q (1x4), k (2x4))", "scores have shape (n_q, n_k)")
     _scores_diagnosis(out, np.array([[1.0, 0.0]]), 4, "attention_scores(q, k) with d_k = 4")
-    assert_close(out, [[1.0, 0.0]], "attention_scores(q, k) with d_k = 4", SCALE_HINT)
+    assert_values_close(out, [[1.0, 0.0]], "attention_scores(q, k) with d_k = 4", SCALE_HINT)
     qb = np.ones((2, 3, 5, 4))
     kb = np.ones((2, 3, 6, 4))
     out = as_result_array(attempt(lambda: attention_scores(qb, kb), "attention_scores with batch dims (2, 3)",
                                   TRANSPOSE_HINT), "attention_scores with batch dims (2, 3)")
     assert_shape(out, (2, 3, 5, 6), "attention_scores(q (2,3,5,4), k (2,3,6,4))", TRANSPOSE_HINT)
-    assert_close(out, np.full((2, 3, 5, 6), 2.0), "attention_scores of all-ones q, k with d_k = 4",
-                 SCALE_HINT)
+    assert_values_close(out, np.full((2, 3, 5, 6), 2.0), "attention_scores of all-ones q, k with d_k = 4",
+                        SCALE_HINT)
 
 
 @test("attention_scores_random", "attention_scores", hidden=True)
@@ -68,7 +67,7 @@ def attention_scores_random(attention_scores, ref):
                                                         rtol=1e-4):
                 raise CheckFailure(f"{what}: scaled by the number of keys",
                                    "d_k is the size of the last axis (features), not the number of keys")
-            assert_close(out, expected, what, SCALE_HINT)
+            assert_values_close(out, expected, what, SCALE_HINT)
 
 
 @test("attention_scores_edge", "attention_scores", hidden=True)
@@ -76,10 +75,10 @@ def attention_scores_edge(attention_scores, ref):
     """One query and one key, broadcasting a shared k over a batch, large values."""
     rng = rng_for("attention_scores_edge")
     q, k = rng.standard_normal((1, 3)), rng.standard_normal((1, 3))
-    assert_close(attention_scores(q, k), ref.attention_scores(q, k), "attention_scores(1 query, 1 key)")
+    assert_values_close(attention_scores(q, k), ref.attention_scores(q, k), "attention_scores(1 query, 1 key)")
     q, k = rng.standard_normal((4, 2, 8)) * 1e3, rng.standard_normal((5, 8)) * 1e3
-    assert_close(attention_scores(q, k), ref.attention_scores(q, k),
-                 "attention_scores(q (4,2,8), shared k (5,8))", TRANSPOSE_HINT)
+    assert_values_close(attention_scores(q, k), ref.attention_scores(q, k),
+                        "attention_scores(q (4,2,8), shared k (5,8))", TRANSPOSE_HINT)
 
 
 def _check_weights(w, shape, what):
@@ -115,12 +114,12 @@ def attention_weights_visible(attention_weights):
            "must give it weight 1", MASK_ZERO_HINT)
     same = _check_weights(attention_weights(np.ones((1, 2)), np.ones((3, 2))), (1, 3),
                           "attention_weights with three identical keys")
-    assert_close(same, np.full((1, 3), 1 / 3), "attention_weights with three identical keys")
+    assert_values_close(same, np.full((1, 3), 1 / 3), "attention_weights with three identical keys")
     big = _check_weights(attention_weights(np.array([[100.0, 100.0]]), np.array([[100.0, 100.0], [-100.0, 0.0]])),
                          (1, 2), "attention_weights with large scores")
-    assert_close(big, [[1.0, 0.0]], "attention_weights with large scores", SCALE_HINT)
-    assert_close(w[0, :2], np.exp([1 / np.sqrt(2), 0]) / (np.exp([1 / np.sqrt(2), 0, -1 / np.sqrt(2),
-                 3 / np.sqrt(2)]).sum()), "attention_weights(q, k) row 0 (first two keys)", SCALE_HINT)
+    assert_values_close(big, [[1.0, 0.0]], "attention_weights with large scores", SCALE_HINT)
+    assert_values_close(w[0, :2], np.exp([1 / np.sqrt(2), 0]) / (np.exp([1 / np.sqrt(2), 0, -1 / np.sqrt(2),
+                        3 / np.sqrt(2)]).sum()), "attention_weights(q, k) row 0 (first two keys)", SCALE_HINT)
 
 
 def _weights_case(attention_weights, ref, q, k, mask, what):
@@ -129,7 +128,7 @@ def _weights_case(attention_weights, ref, q, k, mask, what):
     if mask is not None:
         m = np.broadcast_to(mask, expected.shape)
         ensure(np.all(w[~m] == 0.0), f"{what}: masked keys got non-zero weight", MASK_ZERO_HINT)
-    assert_close(w, expected, what, SCALE_HINT)
+    assert_values_close(w, expected, what, SCALE_HINT)
 
 
 @test("attention_weights_random", "attention_weights", hidden=True)
@@ -182,16 +181,16 @@ def sdpa_visible(scaled_dot_product_attention):
     assert_shape(out, (2, 3), "output of scaled_dot_product_attention",
                  "output has shape (n_q, d_v): it averages the values v (not the keys)")
     assert_shape(w, (2, 3), "weights of scaled_dot_product_attention", ORDER_HINT)
-    assert_close(out, w @ v, "output should equal weights @ v",
-                 "the output is the weighted average of the values v (not the keys)")
+    assert_values_close(out, w @ v, "output should equal weights @ v",
+                        "the output is the weighted average of the values v (not the keys)")
     one, _ = _pair(scaled_dot_product_attention(q, k[:1], np.array([[5.0, -2.0, 7.0]])),
                    "scaled_dot_product_attention with one key")
-    assert_close(one, np.array([[5.0, -2.0, 7.0]] * 2), "with one key, every output is that key's value")
+    assert_values_close(one, np.array([[5.0, -2.0, 7.0]] * 2), "with one key, every output is that key's value")
     kv4 = np.arange(8.0).reshape(2, 4)
     out4, _ = _pair(scaled_dot_product_attention(np.ones((1, 2)), np.ones((2, 2)), kv4),
                     "scaled_dot_product_attention(d_v = 4 != d_k = 2)")
-    assert_close(out4, kv4.mean(axis=0, keepdims=True), "equal scores average the values",
-                 "the output is the weighted average of the values v (not the keys)")
+    assert_values_close(out4, kv4.mean(axis=0, keepdims=True), "equal scores average the values",
+                        "the output is the weighted average of the values v (not the keys)")
     mask = np.array([[True, False, False], [True, True, True]])
     outm, wm = _pair(scaled_dot_product_attention(q, k, v, mask), "scaled_dot_product_attention with a mask")
     ensure(np.all(wm[~mask] == 0), "scaled_dot_product_attention ignored the mask",
@@ -212,8 +211,8 @@ def sdpa_random(scaled_dot_product_attention, ref):
             what = f"scaled_dot_product_attention [{np.dtype(dtype)}, mask={mask is not None}]"
             out, w = _pair(scaled_dot_product_attention(q, k, v, mask), what)
             e_out, e_w = ref.scaled_dot_product_attention(q, k, v, mask)
-            assert_close(w, e_w, what + " weights", SCALE_HINT)
-            assert_close(out, e_out, what + " output", "output = weights @ v")
+            assert_values_close(w, e_w, what + " weights", SCALE_HINT)
+            assert_values_close(out, e_out, what + " output", "output = weights @ v")
 
 
 @test("scaled_dot_product_attention_edge", "scaled_dot_product_attention", hidden=True)
@@ -223,13 +222,13 @@ def sdpa_edge(scaled_dot_product_attention, ref):
     x = rng.standard_normal((1, 4))
     out, w = _pair(scaled_dot_product_attention(x, x, x), "attention over one token")
     e_out, e_w = ref.scaled_dot_product_attention(x, x, x)
-    assert_close(out, e_out, "attention over one token: output")
+    assert_values_close(out, e_out, "attention over one token: output")
     q = rng.standard_normal((5, 4)) * 100
     causal = np.tril(np.ones((5, 5), bool))
     out, w = _pair(scaled_dot_product_attention(q, q, q, causal), "causal attention, large values")
     e_out, e_w = ref.scaled_dot_product_attention(q, q, q, causal)
-    assert_close(w, e_w, "causal attention, large values: weights", MASK_ZERO_HINT)
-    assert_close(out, e_out, "causal attention, large values: output")
+    assert_values_close(w, e_w, "causal attention, large values: weights", MASK_ZERO_HINT)
+    assert_values_close(out, e_out, "causal attention, large values: output")
 
 
 # ------------------------------------------------------------------ attention_entropy
@@ -248,8 +247,8 @@ def attention_entropy_visible(attention_entropy):
         raise CheckFailure("attention_entropy is negative", "entropy is -sum(p log p): mind the minus sign")
     if np.allclose(h, [2.0, 0.0, 1.0]):
         raise CheckFailure("attention_entropy is in bits", "use the natural log (nats), not log2")
-    assert_close(h, [np.log(4), 0.0, np.log(2)], "attention_entropy of uniform/one-hot/half rows",
-                 "entropy is -sum over the row of p * log(p), natural log")
+    assert_values_close(h, [np.log(4), 0.0, np.log(2)], "attention_entropy of uniform/one-hot/half rows",
+                        "entropy is -sum over the row of p * log(p), natural log")
     h0 = as_result_array(attention_entropy(w.T, axis=0), "attention_entropy(w.T, axis=0)")
     assert_shape(h0, (3,), "attention_entropy(w.T, axis=0)", "reduce over the `axis` argument")
 
@@ -264,19 +263,19 @@ def attention_entropy_random(attention_entropy, ref):
         w = (w / w.sum(-1, keepdims=True)).astype(dtype)
         h = as_result_array(attention_entropy(w), f"attention_entropy [{np.dtype(dtype)}]")
         assert_finite(h, f"attention_entropy [{np.dtype(dtype)}]", ZERO_LOG_HINT)
-        assert_close(h, ref.attention_entropy(w), f"attention_entropy [{np.dtype(dtype)}]",
-                     "entropy is -sum over the row of p * log(p), natural log")
+        assert_values_close(h, ref.attention_entropy(w), f"attention_entropy [{np.dtype(dtype)}]",
+                            "entropy is -sum over the row of p * log(p), natural log")
 
 
 @test("attention_entropy_edge", "attention_entropy", hidden=True)
 def attention_entropy_edge(attention_entropy, ref):
     """A single weight, a causal pattern along another axis, tiny weights."""
     w = np.array([[1.0]])
-    assert_close(attention_entropy(w), ref.attention_entropy(w), "attention_entropy of a single weight")
+    assert_values_close(attention_entropy(w), ref.attention_entropy(w), "attention_entropy of a single weight")
     causal = np.tril(np.ones((4, 4)))
     causal = causal / causal.sum(-1, keepdims=True)
-    assert_close(attention_entropy(causal.T, axis=0), ref.attention_entropy(causal.T, axis=0),
-                 "attention_entropy of a causal pattern along axis 0", ZERO_LOG_HINT)
+    assert_values_close(attention_entropy(causal.T, axis=0), ref.attention_entropy(causal.T, axis=0),
+                        "attention_entropy of a causal pattern along axis 0", ZERO_LOG_HINT)
     tiny = np.array([[1 - 1e-300, 1e-300]])
-    assert_close(attention_entropy(tiny), ref.attention_entropy(tiny), "attention_entropy with a 1e-300 weight",
-                 ZERO_LOG_HINT)
+    assert_values_close(attention_entropy(tiny), ref.attention_entropy(tiny), "attention_entropy with a 1e-300 weight",
+                        ZERO_LOG_HINT)

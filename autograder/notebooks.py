@@ -12,6 +12,9 @@ import json
 from pathlib import Path
 
 MAX_NOTEBOOK_BYTES = 20 * 1024 * 1024
+# The tag of the setup cell that `release` puts first in every student notebook (see
+# `launch`): it installs the course where it is missing, so the grader never runs it.
+SETUP_TAG = "course-setup"
 
 
 class Unreadable(Exception):
@@ -119,6 +122,11 @@ def is_test_cell(cell) -> bool:
     return _is_test(cell)
 
 
+def is_setup_cell(cell) -> bool:
+    tags = cell.get("metadata", {}).get("tags")
+    return isinstance(tags, list) and SETUP_TAG in tags
+
+
 def _is_test(cell) -> bool:
     meta = cell.get("metadata", {}).get("nbgrader")
     return isinstance(meta, dict) and bool(meta.get("grade")) and not meta.get("solution")
@@ -145,10 +153,16 @@ def plan(released: dict, submitted: dict, test_ids: set[str]) -> Plan:
     ref_order = [grade_id(c) for c in released["cells"] if grade_id(c) in ref_tests]
     seen: dict[str, list] = {}
     code_cells, notes = [], []
+    # The setup cell installs the course where it is missing: never the student's code, and
+    # in the sandbox (no network, no package) it could only fail. Skipped when tagged, or when
+    # it is the released one even if an editor dropped its tag.
+    setup = {_norm(c["source"]) for c in released["cells"] if is_setup_cell(c)}
     for number, cell in enumerate(submitted["cells"], start=1):
         gid = grade_id(cell)
         if gid in ref_tests:
             seen.setdefault(gid, []).append(cell)
+            continue
+        if cell.get("cell_type") == "code" and (is_setup_cell(cell) or _norm(cell["source"]) in setup):
             continue
         if cell.get("cell_type") == "code" and cell["source"].strip():
             code_cells.append((number, cell["source"]))

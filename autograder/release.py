@@ -3,14 +3,18 @@
 `sync` rewrites the code of every nbgrader cell of an instructor notebook from
 its source of truth: answer cells from the reference implementation (the body
 between ### BEGIN/END SOLUTION markers), test cells from the chapter's test
-registry, "provided" cells from the reference. `release` then runs nbgrader's
-generate_assignment into `exercises/`. Both are deterministic, so running them
-on an up-to-date checkout changes nothing (a test asserts this).
+registry, "provided" cells from the reference. `release` also gives every notebook
+the setup cell of `launch` (its first code cell, with the repository of `_config.yml`
+written in), then runs nbgrader's generate_assignment into `exercises/`. Both are
+deterministic, so running them on an up-to-date checkout changes nothing (a test
+asserts this).
 """
 from __future__ import annotations
 
 import ast
+import functools
 import os
+import re
 import sys
 import inspect
 import textwrap
@@ -18,7 +22,7 @@ from pathlib import Path
 
 import nbformat
 
-from . import reference
+from . import launch, reference
 from .chapters import all_chapters
 from .framework import Chapter
 
@@ -91,10 +95,36 @@ def strip_outputs(nb) -> None:
 
 
 def venv_tools_on_path() -> None:
-    """nbgrader runs the `alembic` executable from PATH: make the venv's bin visible."""
+    """nbgrader runs the `alembic` executable from PATH: make the venv's bin visible; and
+    spare the 2-3 s that it costs for each new gradebook (below)."""
     bindir = str(Path(sys.executable).parent)
     if bindir not in os.environ.get("PATH", "").split(os.pathsep):
         os.environ["PATH"] = bindir + os.pathsep + os.environ.get("PATH", "")
+    import nbgrader.api
+    nbgrader.api.get_alembic_version = alembic_head
+
+
+@functools.lru_cache(maxsize=None)
+def alembic_head() -> str:
+    """The newest migration of nbgrader's gradebook schema, which nbgrader stamps into each new
+    gradebook. nbgrader finds it by running `alembic heads` in a subprocess (2-3 s, once per
+    release and per batch); it is the one revision in its alembic/versions that no other
+    revision names as its predecessor (a test compares the two answers)."""
+    import nbgrader
+    versions = Path(nbgrader.__file__).parent / "alembic" / "versions"
+    revisions, parents = set(), set()
+    for path in versions.glob("*.py"):
+        text = path.read_text(encoding="utf-8")
+        rev = re.search(r"^revision\s*=\s*['\"](\w+)['\"]", text, re.M)
+        down = re.search(r"^down_revision\s*=\s*['\"](\w+)['\"]", text, re.M)
+        if rev:
+            revisions.add(rev.group(1))
+        if down:
+            parents.add(down.group(1))
+    heads = revisions - parents
+    if len(heads) != 1:
+        raise RuntimeError(f"nbgrader's gradebook migrations in {versions} have {len(heads)} heads, not one")
+    return heads.pop()
 
 
 def nbgrader_api(root: Path, db_path: Path, release_dir: str = "exercises"):
@@ -116,6 +146,7 @@ def nbgrader_api(root: Path, db_path: Path, release_dir: str = "exercises"):
 def release(root: Path = REPO, quiet: bool = False, only: str | None = None) -> list[Path]:
     """Sync every instructor notebook (or only chapter `only`), then generate its student version."""
     written = []
+    setup = launch.setup_source()   # the course's _config.yml, whatever `root` is
     work = root / ".grader"
     work.mkdir(exist_ok=True)
     for chapter in all_chapters():
@@ -125,6 +156,7 @@ def release(root: Path = REPO, quiet: bool = False, only: str | None = None) -> 
         src = notebook_path(chapter, root)
         nb = nbformat.read(src, as_version=4)
         sync(chapter, nb)
+        launch.ensure_setup_cell(nb, setup)
         strip_outputs(nb)
         nbformat.write(nb, src)
         result = api.generate_assignment(chapter.slug, force=True, create=True)

@@ -9,7 +9,7 @@ JOBS   ?= 2
 export OMP_NUM_THREADS ?= 1
 export OPENBLAS_NUM_THREADS ?= 1
 
-.PHONY: book site-assets system-packages test test-chapter checkpoints-18 grade release serve validate checkpoint clean
+.PHONY: book site-assets system-packages test test-chapter checkpoint-check checkpoints-18 grade release serve validate checkpoint clean
 
 # The widget manager, RequireJS and MathJax that the site serves itself (no public CDN):
 # npm installs package-lock.json's versions; the files pages need are copied to ASSETS,
@@ -52,8 +52,11 @@ $(ASSETS)/.stamp: node_modules/.package-lock.json
 system-packages:  ## bubblewrap, chromium and npm, installed with apt-get when run as root
 	@bash .ci/system-packages
 
+# The book is built once into _build/test-site, in the background from the first test on
+# (tests/conftest.py); the browser tests reuse that build when the sources are unchanged.
+test: export COURSE_SITE = $(CURDIR)/_build/test-site
 test: system-packages $(STAMP) site-assets  ## run every test
-	$(PY) -m pytest -n $(JOBS) --dist loadgroup -q --durations=10 --ignore=tests/test_site.py
+	$(PY) -m pytest -n $(JOBS) --dist loadgroup -q --durations=25 --ignore=tests/test_site.py
 	@# The browser tests time page loads: they run alone, with no other test loading the CPU.
 	$(PY) -m pytest -q -p no:xdist tests/test_site.py
 
@@ -69,6 +72,9 @@ release: $(STAMP)  ## regenerate exercises/ (and the samples) from solutions/
 
 checkpoint: $(STAMP)  ## retrain the tiny GPT of chapter 5 (models/tiny-gpt.npz, a few CPU minutes)
 	$(PY) -m models.tiny_gpt
+
+checkpoint-check: $(STAMP)  ## retrain chapter 5's model (one thread, a few CPU minutes) and compare it bit for bit with models/tiny-gpt.npz
+	$(PY) -m models.tiny_gpt --check
 
 checkpoints-18: $(STAMP)  ## retrain chapter 18's two small models (induction heads, "it"), about a CPU minute each
 	$(PY) -m models.induction_heads

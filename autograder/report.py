@@ -125,10 +125,12 @@ def render(summary: dict) -> str:
     sec = summary["seconds"]
     timing = (f"median {statistics.median(sec):.1f} s, slowest {max(sec):.1f} s" if sec else "none graded")
     return f"""<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>Class report: {e(summary['assignment'])}</title>
+<html lang="en"><head><meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1"><title>Class report: {e(summary['assignment'])}</title>
 <style>body{{font-family:system-ui,sans-serif;max-width:60rem;margin:2rem auto;padding:0 1rem;line-height:1.45}}
 table{{border-collapse:collapse}}td,th{{border-bottom:1px solid #ccc;padding:.3rem .6rem;text-align:left}}
-.bar{{display:inline-block;height:.8em;background:#3b6ea5}}img{{max-width:100%}}</style></head>
+.bar{{display:inline-block;height:.8em;background:#3b6ea5}}img{{max-width:100%;height:auto}}
+.table-scroll{{overflow-x:auto}}li{{overflow-wrap:anywhere}}</style></head>
 <body data-summary="{data}">
 <h1>Class report: {e(summary['assignment'])}</h1>
 <p>{summary['submissions']} submissions, {summary['graded']} graded
@@ -138,7 +140,7 @@ median {summary['median'] if summary['median'] is not None else '-'};
 {summary['full_marks']} with full marks.</p>
 <img src="{hist}" alt="histogram of the scores">
 <h2>Pass rate per test</h2>
-<table><tr><th>test</th><th>function</th><th>kind</th><th>passed</th></tr>{rows}</table>
+<div class="table-scroll"><table><tr><th>test</th><th>function</th><th>kind</th><th>passed</th></tr>{rows}</table></div>
 <h2>What went wrong most often</h2>
 <p>Per function, the causes the failures name (the catalogue's mistakes where a hint matches one),
 counted once per student.</p>

@@ -43,29 +43,137 @@ def write_nb(path: Path, nb) -> Path:
     return path
 
 
+# ---------------------------------------------------------------- the website, built once
+
+# `make test` sets COURSE_SITE to a folder: the first pytest process starts the book build there
+# in the background at once (it takes minutes of one core, and overlaps the other tests instead
+# of stalling a worker), and a later session with unchanged sources (the browser tests) reuses it.
+SITE_ENV = "COURSE_SITE"
+
+
+def site_sources_digest() -> str:
+    """A hash of every file the pages can read (all tracked and untracked, unignored files
+    but the tests): a changed source means a new build."""
+    import hashlib
+    files = subprocess.run(["git", "ls-files", "-z", "-co", "--exclude-standard"], cwd=REPO,
+                           capture_output=True, check=True).stdout.split(b"\0")
+    h = hashlib.sha256()
+    for name in sorted(f for f in files if f and not f.startswith((b"tests/", b".ci/"))):
+        path = REPO / os.fsdecode(name)
+        if path.is_file():
+            h.update(name + b"\0" + path.read_bytes() + b"\0")
+    return h.hexdigest()
+
+
+def _build_command(root: Path) -> list[str]:
+    jb = Path(sys.executable).parent / "jupyter-book"
+    return [str(jb), "build", str(REPO), "--path-output", str(root),
+            "--warningiserror", "--nitpick", "--keep-going"]
+
+
+def start_site_build(root: Path) -> None:
+    """Start building the book into `root` unless a build of these sources is there; a small
+    detached script writes build.json (returncode and output) when it ends."""
+    root.mkdir(parents=True, exist_ok=True)
+    digest = site_sources_digest()
+    record = root / "build.json"
+    if record.exists() and json.loads(record.read_text()).get("digest") == digest:
+        return
+    record.unlink(missing_ok=True)
+    script = (
+        "import json, subprocess, sys\n"
+        "args, record, digest = json.loads(sys.argv[1])\n"
+        "try:\n"
+        "    done = subprocess.run(args, capture_output=True, text=True, timeout=1500)\n"
+        "    data = dict(returncode=done.returncode, stdout=done.stdout, stderr=done.stderr)\n"
+        "except Exception as e:\n"
+        "    data = dict(returncode=-1, stdout='', stderr=f'the build could not run: {e!r}')\n"
+        "data.update(args=args, digest=digest)\n"
+        "open(record + '.part', 'w').write(json.dumps(data))\n"
+        "import os; os.replace(record + '.part', record)\n")
+    subprocess.Popen([sys.executable, "-c", script,
+                      json.dumps([_build_command(root), str(record), digest])],
+                     cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                     start_new_session=True)
+
+
+def wait_for_site_build(root: Path, timeout: float = 1800) -> dict:
+    import time
+    record = root / "build.json"
+    deadline = time.monotonic() + timeout
+    while not record.exists():
+        if time.monotonic() > deadline:
+            pytest.fail(f"the book build in {root} did not finish in {timeout:.0f} s")
+        time.sleep(1)
+    return json.loads(record.read_text())
+
+
+def pytest_sessionstart(session):
+    # Only the first process (the xdist controller, or pytest without xdist) starts the build.
+    folder = os.environ.get(SITE_ENV)
+    if folder and not hasattr(session.config, "workerinput"):
+        start_site_build(Path(folder).resolve())
+
+
 @pytest.fixture(scope="session")
 def built_site(tmp_path_factory):
-    """Build the website once per test run: (the finished process, the html folder).
+    """The website, built once per test run: (the finished process, the html folder).
 
-    Under xdist every worker that needs it asks; the first builds, under a lock, and the
-    others read its result (pytest 9 with xdist 3.8 ignores `xdist_group`, so the tests that
-    use the site land on both workers, and each used to build the whole book)."""
+    Under `make test` (COURSE_SITE set) the build started with the session; otherwise the
+    first worker that needs it builds it under a lock and the others read its result."""
+    folder = os.environ.get(SITE_ENV)
+    if folder:
+        root = Path(folder).resolve()
+        data = wait_for_site_build(root)
+    else:
+        run = os.environ.get("PYTEST_XDIST_TESTRUNUID")
+        root = tmp_path_factory.getbasetemp().parent / f"site-{run}" if run else tmp_path_factory.mktemp("site")
+        root.mkdir(parents=True, exist_ok=True)
+        record = root / "build.json"
+        with open(root / ".lock", "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            if not record.exists():
+                done = subprocess.run(_build_command(root), capture_output=True, text=True, timeout=1500)
+                record.write_text(json.dumps({"args": done.args, "returncode": done.returncode,
+                                              "stdout": done.stdout, "stderr": done.stderr}))
+            data = json.loads(record.read_text())
+    done = subprocess.CompletedProcess(data["args"], data["returncode"], data["stdout"], data["stderr"])
+    return done, root / "_build" / "html"
+
+
+# ---------------------------------------------------------------- computed once per run
+
+def once_per_run(tmp_path_factory, name: str, compute):
+    """`compute(folder) -> JSON-able` runs once per test run, whichever xdist worker asks
+    first (the others wait under a lock and read its result): for expensive fixtures that
+    several tests read, such as grading the whole class of samples."""
     run = os.environ.get("PYTEST_XDIST_TESTRUNUID")
-    root = tmp_path_factory.getbasetemp().parent / f"site-{run}" if run else tmp_path_factory.mktemp("site")
+    root = tmp_path_factory.getbasetemp().parent / f"{name}-{run}" if run else tmp_path_factory.mktemp(name)
     root.mkdir(parents=True, exist_ok=True)
-    record = root / "build.json"
+    record = root / "result.json"
     with open(root / ".lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         if not record.exists():
-            jb = Path(sys.executable).parent / "jupyter-book"
-            done = subprocess.run([str(jb), "build", str(REPO), "--path-output", str(root),
-                                   "--warningiserror", "--nitpick", "--keep-going"],
-                                  capture_output=True, text=True, timeout=900)
-            record.write_text(json.dumps({"args": done.args, "returncode": done.returncode,
-                                          "stdout": done.stdout, "stderr": done.stderr}))
-        data = json.loads(record.read_text())
-    done = subprocess.CompletedProcess(data["args"], data["returncode"], data["stdout"], data["stderr"])
-    return done, root / "_build" / "html"
+            record.write_text(json.dumps(compute(root)))
+    return root, json.loads(record.read_text())
+
+
+@pytest.fixture(scope="session")
+def graded_class(sandboxed, tmp_path_factory):
+    """Every bundled sample graded once per test run, two at a time: (the work folder, the
+    results). Tests read it; a test that grades again works on a copy (`copy_of`)."""
+    def grade(root):
+        from autograder.batch import SAMPLES, Batch
+        batch = Batch(SAMPLES, root / "work", FAST, True, jobs=2, out=lambda s: None)
+        return {"results": [r.to_json() for r in batch.run()], "brief": batch.brief}
+    root, data = once_per_run(tmp_path_factory, "graded-class", grade)
+    from autograder.grading import Result
+    return root / "work", [Result.from_json(d) for d in data["results"]], data["brief"]
+
+
+def copy_of(work, tmp_path):
+    shutil.copytree(work, tmp_path / "work", ignore=shutil.ignore_patterns(".lock"))
+    return tmp_path / "work"
 
 
 # ---------------------------------------------------------------- one chapter at a time

@@ -9,7 +9,7 @@ import time
 
 from autograder import cli, sandbox
 from autograder.batch import SAMPLES, Batch
-from conftest import FAST, REPO
+from conftest import FAST, REPO, copy_of
 from test_grade_samples import samples_subset
 
 
@@ -35,12 +35,12 @@ def test_killed_mid_batch_then_resumed(sandboxed, tmp_path):
     assert len(rows) == len(EXPECTED)
 
 
-def test_force_regrades_everything(sandboxed, tmp_path):
-    samples, _ = samples_subset(tmp_path, ("01-similarity",))
-    Batch(samples, tmp_path, FAST, True, jobs=2, out=lambda s: None).run()
+def test_force_regrades_everything(graded_class, tmp_path):
+    samples, expected = samples_subset(tmp_path, ("01-similarity",))
     messages = []
-    Batch(samples, tmp_path, FAST, True, jobs=2, force=True, out=messages.append).run()
-    assert not any("unchanged" in m for m in messages)
+    forced = Batch(samples, copy_of(graded_class[0], tmp_path), FAST, True, jobs=2, force=True, out=messages.append)
+    assert {(r.student, r.assignment): r.score for r in forced.run()} == expected
+    assert forced.stats["graded"] == len(expected) and not any("unchanged" in m for m in messages)
 
 
 def test_require_sandbox_refuses_without_isolation(monkeypatch, tmp_path, capsys):
@@ -68,6 +68,7 @@ def test_editing_one_chapters_checks_regrades_only_that_chapter():
     from autograder.grading import digest_files, grader_digest
     one, two = chapter("01-similarity"), chapter("02-toy-attention")
     files_one = {p.name for p in digest_files(one)}
-    assert "similarity.py" in files_one and "toy_attention.py" not in {
+    assert {"similarity.py", "_gpt_formulas.py", "__init__.py", "framework.py"} <= files_one
+    assert "toy_attention.py" not in {
         p.name for p in digest_files(one) if p.parent.name == "chapters"}
     assert grader_digest(one) != grader_digest(two)

@@ -1,6 +1,7 @@
 """`python -m autograder grade` on the bundled samples: exact scores, feedback,
 grades.csv, the gradebook, resuming, and --jobs 2 == serial."""
 import csv
+import json
 import shutil
 import sqlite3
 import subprocess
@@ -10,7 +11,7 @@ from autograder.batch import SAMPLES, Batch
 from autograder.chapters import all_chapters
 import pytest
 
-from conftest import FAST, REPO, only_chapter
+from conftest import FAST, REPO, copy_of, only_chapter
 
 # alice: correct; bob: partly correct; carol: untouched; dave: fails at import; erin: loops forever.
 # Each chapter declares its samples' scores (`Chapter(sample_scores=...)`).
@@ -32,9 +33,14 @@ def _scores(results):
     return {(r.student, r.assignment): r.score for r in results}
 
 
-def test_sample_scores_serial_and_parallel_agree(sandboxed, tmp_path):
-    parallel = Batch(SAMPLES, tmp_path / "parallel", FAST, True, jobs=2, out=lambda s: None).run()
+def test_sample_scores_exact_and_serial_equals_parallel(graded_class, tmp_path):
+    _, parallel, _ = graded_class
     assert _scores(parallel) == EXPECTED
+    for r in parallel:
+        assert not r.grader_error, (r.student, r.assignment, r.grader_error)
+        if r.student == "carol":   # the untouched notebook fails every test, none by the grader's fault
+            ch = next(c for c in all_chapters() if c.slug == r.assignment)
+            assert len(r.verdicts) == len(ch.tests) and not any(v.passed for v in r.verdicts)
     # Serial grading of a subset gives the same verdicts, word for word (all of it serially
     # would spend minutes waiting out the looping samples' time limits one by one).
     slugs = ("01-similarity", "12-triton-basics")
@@ -51,11 +57,8 @@ def test_sample_scores_serial_and_parallel_agree(sandboxed, tmp_path):
     assert any("subtract the maximum" in v.message for v in by[("bob", "01-similarity")].verdicts)
 
 
-def test_outputs_feedback_csv_gradebook_and_resume(sandboxed, tmp_path):
-    messages = []
-    work = tmp_path / "work"
-    samples, EXPECTED = samples_subset(tmp_path, ("01-similarity", "12-triton-basics"))
-    results = Batch(samples, work, FAST, True, jobs=2, out=messages.append).run()
+def test_outputs_feedback_csv_gradebook_and_resume(graded_class, tmp_path):
+    work, results, _ = graded_class
     rows = list(csv.DictReader(open(work / "grades.csv")))
     assert {(r["student"], r["assignment"]): float(r["score"]) for r in rows} == EXPECTED
     hidden_calls = ['check("softmax_random"', "BEGIN HIDDEN", "rng_for(", "ref."]
@@ -69,14 +72,21 @@ def test_outputs_feedback_csv_gradebook_and_resume(sandboxed, tmp_path):
                             "join submitted_notebook on grade.notebook_id = submitted_notebook.id "
                             "join submitted_assignment on submitted_notebook.assignment_id = submitted_assignment.id "
                             "join student on submitted_assignment.student_id = student.id group by student.id"))
-    assert total == {s: sum(v for (st, _), v in EXPECTED.items() if st == s) for s in "alice bob carol dave erin".split()}
+    assert total == {s: sum(v for (st, _), v in EXPECTED.items() if st == s) for s in STUDENTS}
     source_text = " ".join(str(row) for row in db.execute("select * from source_cell"))
     assert "check(" not in source_text
     # A second run regrades nothing; a changed submission is regraded alone.
-    again = Batch(samples, work, FAST, True, jobs=2, out=messages.append)
-    assert _scores(again.run()) == EXPECTED
-    assert any(f"{len(EXPECTED)} submission(s) unchanged" in m for m in messages)
-
+    samples, expected = samples_subset(tmp_path, ("01-similarity", "12-triton-basics"))
+    again_work = copy_of(work, tmp_path)
+    messages = []
+    assert _scores(Batch(samples, again_work, FAST, True, jobs=2, out=messages.append).run()) == expected
+    assert any(f"{len(expected)} submission(s) unchanged" in m for m in messages)
+    changed = samples / "bob" / "01-similarity" / "01-similarity.ipynb"
+    nb = json.loads(changed.read_text())
+    nb["cells"].append({"cell_type": "markdown", "metadata": {}, "source": ["I changed my mind."]})
+    changed.write_text(json.dumps(nb))
+    again = Batch(samples, again_work, FAST, True, jobs=2, out=lambda s: None)
+    assert _scores(again.run()) == expected and again.stats["graded"] == 1
 
 def test_cli_grade_prints_the_table(sandboxed, tmp_path):
     samples, _ = samples_subset(tmp_path, ("01-similarity",))
@@ -104,15 +114,11 @@ def test_one_chapters_samples(sandboxed, tmp_path):
     assert _scores(results) == expected
 
 
-def test_class_report_agrees_with_grades_csv_and_hides_the_tests(sandboxed, tmp_path):
+def test_class_report_agrees_with_grades_csv_and_hides_the_tests(graded_class):
     import html
-    import json
     import re
     import statistics
-    samples, expected = samples_subset(tmp_path, ("01-similarity", "05-gpt-numpy"))
-    work = tmp_path / "work"
-    batch = Batch(samples, work, FAST, True, jobs=2, out=lambda s: None)
-    batch.run()
+    work, _, brief = graded_class
     rows = list(csv.DictReader(open(work / "grades.csv")))
     for slug in ("01-similarity", "05-gpt-numpy"):
         page = (work / f"report-{slug}.html").read_text()
@@ -125,13 +131,12 @@ def test_class_report_agrees_with_grades_csv_and_hides_the_tests(sandboxed, tmp_
         assert "http://" not in page and "https://" not in page   # works offline: images are inline
     # Bob's unstable softmax is named by its catalogue entry, not only by its hint.
     assert "exp(1000) overflows to inf" in (work / "report-01-similarity.html").read_text()
-    assert "01-similarity: 5 graded" in batch.brief
+    assert "01-similarity: 5 graded" in brief
 
 
-def test_selected_students_and_assignments_are_regraded_alone(sandboxed, tmp_path):
+def test_selected_students_and_assignments_are_regraded_alone(graded_class, tmp_path):
     samples, expected = samples_subset(tmp_path, ("01-similarity", "02-toy-attention"))
-    work = tmp_path / "work"
-    Batch(samples, work, FAST, True, jobs=2, out=lambda s: None).run()
+    work = copy_of(graded_class[0], tmp_path)
     again = Batch(samples, work, FAST, True, jobs=2, force=True, out=lambda s: None,
                   students=["bob"], assignments=["01-similarity"])
     results = again.run()
@@ -140,16 +145,18 @@ def test_selected_students_and_assignments_are_regraded_alone(sandboxed, tmp_pat
     assert len(rows) == len(expected)
 
 
-def test_export_for_spreadsheets_canvas_and_moodle(sandboxed, tmp_path):
+def test_export_for_spreadsheets_canvas_and_moodle(graded_class, tmp_path):
     from autograder.export import export
-    samples, expected = samples_subset(tmp_path, ("01-similarity",))
-    work = tmp_path / "work"
-    Batch(samples, work, FAST, True, jobs=2, out=lambda s: None).run()
+    work = copy_of(graded_class[0], tmp_path)
+    slugs = sorted(SCORES)
     plain = list(csv.reader(open(export(work, "csv"))))
-    assert plain[0] == ["student", "01-similarity (/12)", "total"]
-    assert {r[0]: float(r[1]) for r in plain[1:]} == {st: v for (st, _), v in expected.items()}
+    assert plain[0][:2] == ["student", "01-similarity (/12)"] and plain[0][-1] == "total"
+    assert len(plain[0]) == len(slugs) + 2
+    assert {r[0]: float(r[1]) for r in plain[1:]} == {st: EXPECTED[st, "01-similarity"] for st in STUDENTS}
+    assert {r[0]: float(r[-1]) for r in plain[1:]} == \
+        pytest.approx({st: sum(EXPECTED[st, slug] for slug in slugs) for st in STUDENTS})
     canvas = list(csv.reader(open(export(work, "canvas"))))
-    assert canvas[0][:5] == ["Student", "ID", "SIS User ID", "SIS Login ID", "Section"]
+    assert canvas[0][:6] == ["Student", "ID", "SIS User ID", "SIS Login ID", "Section", "01-similarity"]
     assert canvas[1][0].strip() == "Points Possible" and canvas[1][5] == "12"
     moodle = list(csv.reader(open(export(work, "moodle"))))
-    assert moodle[0] == ["Username", "01-similarity"] and len(moodle) == 6
+    assert moodle[0] == ["Username"] + slugs and len(moodle) == 6

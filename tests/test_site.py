@@ -440,3 +440,54 @@ def test_search_finds_softmax(browser, server, site):
         visit.assert_clean()
     finally:
         visit.close()
+
+
+# ---------------------------------------------------------------------------
+# The instructor's class report (autograder/report.py), opened as an instructor would.
+# ---------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def class_report(sandboxed, tmp_path_factory):
+    from autograder.batch import Batch
+    from conftest import FAST
+    from test_grade_samples import samples_subset
+    tmp = tmp_path_factory.mktemp("report")
+    samples, _ = samples_subset(tmp, ("07-backprop",))   # long test names: the widest table
+    Batch(samples, tmp / "work", FAST, True, jobs=2, out=lambda s: None).run()
+    return tmp / "work" / "report-07-backprop.html"
+
+
+@pytest.mark.parametrize("viewport", [DESKTOP, PHONE], ids=["desktop", "phone"])
+def test_class_report_reads_at_desktop_and_phone_width(browser, class_report, viewport):
+    """Offline (every image inline), no script error, nothing wider than the screen but the
+    table, which scrolls; its figures show, legibly sized for the width."""
+    context = browser.new_context(viewport=viewport)
+    external = []
+    context.route("**/*", lambda r: r.continue_() if r.request.url.startswith("file:")
+                  else (external.append(r.request.url), r.abort()))
+    page = context.new_page()
+    errors = []
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    page.on("console", lambda m: m.type == "error" and errors.append(m.text))
+    try:
+        page.goto(class_report.as_uri(), wait_until="load")
+        assert not external and not errors, (external, errors)
+        assert page.locator("h1").inner_text().startswith("Class report: 07-backprop")
+        images = page.evaluate("""() => Array.from(document.images).map(i => ({
+            ok: i.complete && i.naturalWidth > 0, shown: i.getBoundingClientRect().width,
+            natural: i.naturalWidth}))""")
+        assert len(images) == 2 and all(i["ok"] for i in images), images
+        # The figures are 6 in wide at 100 dpi with 10-11 pt text: shown at least half size.
+        assert all(i["shown"] >= 0.5 * min(i["natural"], viewport["width"] - 32) for i in images), images
+        excess = page.evaluate("""() => {
+            const width = document.documentElement.clientWidth;
+            return Array.from(document.querySelectorAll('body *')).filter(e =>
+                e.getBoundingClientRect().right > width + 1 && !e.closest('.table-scroll'))
+                .slice(0, 5).map(e => e.tagName + ' ' + e.textContent.slice(0, 40));
+        }""")
+        assert not excess, f"wider than {viewport['width']} px: {excess}"
+        ARTIFACTS.joinpath("screenshots").mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(ARTIFACTS / "screenshots" / f"class-report-{viewport['width']}.png"),
+                        full_page=True)
+    finally:
+        context.close()

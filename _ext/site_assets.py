@@ -14,12 +14,14 @@ so the site works offline and in the hermetic browser tests. When they are missi
 npm), the pages keep the CDN defaults and the build log says so.
 
 It adds the course's stylesheet (_ext/static/course.css) and script (_ext/static/course.js,
-which makes the themes' sidebar toggles work: see the file) and drops duplicated inline
-scripts: Sphinx 7.4 files an inline script that an
+which makes the themes' sidebar toggles work and keeps search results to prose: see the file),
+lets inline code in tables wrap only at sensible points (`_wbr_in_tables`), and drops
+duplicated inline scripts: Sphinx 7.4 files an inline script that an
 extension adds once the builder exists twice (as filename None and as ''), and the
 second copy of sphinx-thebe's `const THEBE_JS_URL = ...` throws "Identifier has already
 been declared" on every page.
 """
+import re
 from pathlib import Path
 
 from sphinx.util import logging
@@ -77,9 +79,30 @@ def _drop_duplicate_scripts(app, pagename, templatename, context, doctree):
     scripts[:] = unique
 
 
+# Inline code in a table (the intro's chapter map lists function names) may wrap after an
+# underscore, before a dot that follows a word (not `tl.dot`) and between camel-case words, and
+# nowhere else (course.css): breaking anywhere let a phone's narrow columns cut
+# `generation_time_lower_bound` mid-word.
+_TABLE = re.compile(r"<table\b.*?</table>", re.S)
+_PRE = re.compile(r'(<span class="pre">)([^<]*)(</span>)')
+_BREAK = re.compile(r"(?<=[A-Za-z0-9]_)(?=[A-Za-z0-9])|(?<=[A-Za-z0-9]{4})(?=\.[A-Za-z_])"
+                    r"|(?<=[a-z])(?=[A-Z][a-z])")
+
+
+def _wbr(table_html: str) -> str:
+    return _PRE.sub(lambda m: m.group(1) + _BREAK.sub("<wbr>", m.group(2)) + m.group(3), table_html)
+
+
+def _wbr_in_tables(app, pagename, templatename, context, doctree):
+    body = context.get("body")
+    if body and "<table" in body:
+        context["body"] = _TABLE.sub(lambda m: _wbr(m.group(0)), body)
+
+
 def setup(app):
     app.connect("config-inited", _configure)
     app.add_css_file("course.css")
     app.add_js_file("course.js", loading_method="defer")
     app.connect("html-page-context", _drop_duplicate_scripts, priority=900)
+    app.connect("html-page-context", _wbr_in_tables)
     return {"parallel_read_safe": True, "parallel_write_safe": True}

@@ -122,7 +122,12 @@ kernelspec:
 
 # {number_int}. {title}
 
-*Time: about an hour. Prerequisites: TODO (link the chapters it builds on with {{doc}}).*
+:::{{admonition}} Before you start
+- **Time:** about TODO minutes to read (words / 200 plus visible code lines / 10 plus a minute
+  per display equation), and about TODO for {{doc}}`the exercise <../exercises/{slug}/{slug}>`
+  (TODO graded functions: 10, 20, 30 or 45 minutes each by difficulty, plus 10).
+- **Prerequisites:** TODO: the chapters it builds on, as {{doc}} links, and outside knowledge.
+:::
 
 TODO: the motivation, in prose for people: what problem this chapter solves and why.
 
@@ -178,7 +183,10 @@ def _cell(kind: str, source: str, nbgrader: dict | None = None) -> dict:
 def _notebook(slug: str, title: str, prefix: str) -> dict:
     answer = {"grade": False, "grade_id": "clip_norm", "locked": False, "solution": True, "task": False}
     cells = [
-        _cell("markdown", f"# Exercise: {title}\n\nRead the chapter [{title}](../../book/{slug}.md) first. "
+        _cell("markdown", f"# Exercise: {title}\n\n- **Time:** about TODO for this notebook, after about "
+                          "TODO minutes reading the chapter (the numbers of the chapter's 'Before you "
+                          "start').\n- **Prerequisites:** TODO (the chapter's, with plain links)."
+                          f"\n\nRead the chapter [{title}](../../book/{slug}.md) first. "
                           "TODO: what the student builds here."),
         _cell("code", "import numpy as np"),
         _cell("markdown", "## 1. TODO: pose the exercise (the math, the shapes, the dtype)"),

@@ -122,3 +122,83 @@ def test_flash_attention_measurements_show_nothing_unmeasured(built_site):
         assert not cell.select(".cell_input, details"), "a code cell or toggle in Measurements"
         outputs = cell.select(".cell_output")
         assert all(o.get_text(strip=True) or o.select("img") for o in outputs), "an empty output"
+
+
+# ---------------------------------------------------------------------------
+# Figures a reader can read: at desktop width the smallest text of every figure is >= 11 px.
+# ---------------------------------------------------------------------------
+
+# The widest a figure is shown in a chapter at 1280 px (test_site.py's DESKTOP), measured on the
+# built site (the column is 688 px, a cell's output 672). An image is shown at its own size up to
+# this width; a wider one is scaled down to it, and its text with it: a point of font is
+# dpi/72 * min(1, COLUMN_PX / width) px on screen.
+COLUMN_PX = 672
+MIN_TEXT_PX = 11
+# A size set in a page's code: fontsize=9, labelsize="small", {"font.size": 10},
+# rcParams["legend.fontsize"] = 8, ...
+FONT_SIZE = re.compile(r"""\b(?:fontsize|labelsize|titlesize)\s*=\s*(?P<arg>[\d.]+|["'][a-z-]+["'])"""
+                       r"""|["'](?:font\.size|[\w.]*(?:fontsize|labelsize|titlesize))["']\]?\s*[:=]\s*"""
+                       r"""(?P<rc>[\d.]+|["'][a-z-]+["'])""")
+
+
+def smallest_font_pt(code):
+    """The smallest font size (points) a page's figures can have: the sizes of the book's style
+    (book/matplotlibrc, which the pages execute beside) and every size that the page's code sets.
+    A page that resets the style with `plt.style.use` starts from matplotlib's own defaults."""
+    import matplotlib
+    from matplotlib.font_manager import font_scalings
+
+    from conftest import REPO
+    style = matplotlib.rc_params_from_file(REPO / "book" / "matplotlibrc", use_default_template=True)
+    base = matplotlib.rcParamsDefault["font.size"] if "style.use(" in code else style["font.size"]
+    base = float(next(iter(re.findall(r"""["']font\.size["']\s*:\s*([\d.]+)""", code)), base))
+
+    def points(size):
+        size = str(size).strip("'\"")
+        return float(size) if size[0].isdigit() else base * font_scalings[size]
+    sizes = [base] + [points(style[key]) for key in ("axes.titlesize", "axes.labelsize", "xtick.labelsize",
+                                                      "ytick.labelsize", "legend.fontsize", "figure.titlesize")]
+    sizes += [points(m["arg"] or m["rc"]) for m in FONT_SIZE.finditer(code)]
+    return min(sizes)
+
+
+def figure_text_px(html):
+    """For every PNG figure of every built page: (page, image file, its pixel width, the size in
+    CSS px of the page's smallest font in it at desktop width). The dpi is the one matplotlib
+    wrote into the PNG (a page that changed it is measured as it is)."""
+    from PIL import Image
+
+    from conftest import REPO
+    rows = []
+    for path in built_pages(html):
+        page = article(path)
+        if page is None:
+            continue
+        name = path.relative_to(html)
+        source = (REPO / name).with_suffix(".md")
+        font_pt = smallest_font_pt(source.read_text() if source.is_file() else "")
+        for img in page.select("img"):
+            if not img.get("src", "").endswith(".png"):
+                continue
+            file = (path.parent / img["src"]).resolve()
+            with Image.open(file) as image:
+                width = image.width
+                dpi = image.info.get("dpi", (72, 72))[0]
+            shown = min(width, COLUMN_PX)
+            rows.append((name.as_posix(), file.name, width, font_pt * dpi / 72 * shown / width))
+    return rows
+
+
+def test_figure_text_is_legible_at_desktop_width(built_site):
+    """No figure's text is smaller than 11 px at desktop width: a figure wider than the column is
+    scaled down, so its text shrinks (chapter 13's legend was 7 px). The fix is in the figure:
+    figsize at most 6.6 inches wide (book/matplotlibrc draws at 100 dpi) and no font under 8 pt."""
+    out, html = built_site
+    assert out.returncode == 0, out.stdout[-3000:]
+    rows = figure_text_px(html)
+    assert len(rows) >= 40, f"only {len(rows)} figures found in the built pages"
+    small = [f"{page}: {image}, {width} px wide, smallest text {px:.1f} px"
+             for page, image, width, px in rows if px < MIN_TEXT_PX]
+    assert not small, (f"figures whose text is under {MIN_TEXT_PX} px in a {COLUMN_PX} px column "
+                       "(narrow the figure to at most 6.6 inches, or raise its smallest fontsize):\n"
+                       + "\n".join(small))

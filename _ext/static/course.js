@@ -36,3 +36,26 @@
     setup();
   }
 })();
+
+/* Search results: under each hit, Sphinx's searchtools.js shows a snippet cut from the text of
+   the page it fetches (Search.htmlToText: everything in [role="main"]). With this theme that
+   text starts with the launch buttons ("Binder Colab .ipynb .md .pdf") and the page's table of
+   contents, and it holds the code cells' toggle labels ("Show code cell source") and their code,
+   so snippets read "...Binder" or "Show code cell sour...". Keep only the article, without the
+   toggles and the code cells' source (outputs stay: a searched number may be there), so that
+   snippets show prose. searchtools.js is a plain script, so `Search` exists when this deferred
+   one runs. */
+(function () {
+  if (typeof Search === "undefined" || typeof Search.htmlToText !== "function") return;
+  var htmlToText = Search.htmlToText;
+  Search.htmlToText = function (htmlString, anchor) {
+    var doc = new DOMParser().parseFromString(htmlString, "text/html");
+    var main = doc.querySelector('[role="main"]');
+    var article = main && main.querySelector("article");
+    if (article) main.replaceChildren(article);
+    doc.querySelectorAll("details.hide > summary, div.cell_input").forEach(function (el) {
+      el.remove();
+    });
+    return htmlToText(doc.documentElement.outerHTML, anchor);
+  };
+})();

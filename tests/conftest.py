@@ -52,16 +52,24 @@ SITE_ENV = "COURSE_SITE"
 
 
 def site_sources_digest() -> str:
-    """A hash of every file the pages can read (all tracked and untracked, unignored files
-    but the tests): a changed source means a new build."""
+    """A hash of every file the pages can read (the repository's files but the tests, and
+    nothing git ignores): a changed source means a new build."""
     import hashlib
-    files = subprocess.run(["git", "ls-files", "-z", "-co", "--exclude-standard"], cwd=REPO,
-                           capture_output=True, check=True).stdout.split(b"\0")
+    listed = subprocess.run(["git", "ls-files", "-z", "-co", "--exclude-standard"], cwd=REPO,
+                            capture_output=True)
+    if listed.returncode == 0:
+        names = [os.fsdecode(f) for f in listed.stdout.split(b"\0") if f]
+    else:   # not a git checkout (a copy of the course): every file but the generated ones
+        skip = {".git", ".venv", "node_modules", "_build", ".grader", ".pytest_cache", "__pycache__"}
+        names = []
+        for folder, dirs, files in os.walk(REPO):
+            dirs[:] = [d for d in dirs if d not in skip]
+            names += [os.path.relpath(os.path.join(folder, f), REPO) for f in files]
     h = hashlib.sha256()
-    for name in sorted(f for f in files if f and not f.startswith((b"tests/", b".ci/"))):
-        path = REPO / os.fsdecode(name)
+    for name in sorted(n for n in names if not n.startswith(("tests/", ".ci/"))):
+        path = REPO / name
         if path.is_file():
-            h.update(name + b"\0" + path.read_bytes() + b"\0")
+            h.update(os.fsencode(name) + b"\0" + path.read_bytes() + b"\0")
     return h.hexdigest()
 
 
@@ -195,6 +203,9 @@ def only_chapter():
 
 
 def pytest_collection_modifyitems(config, items):
+    # The tests that read the built website run last: the build (minutes, started with the
+    # session under `make test`) then overlaps the other tests instead of idling a worker.
+    items.sort(key=lambda item: "built_site" in getattr(item, "fixturenames", ()))
     slug = config.getoption("--chapter")
     if not slug:
         deselected = [i for i in items if i.get_closest_marker("chapter_only")]

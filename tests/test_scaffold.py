@@ -14,6 +14,7 @@ SKIP = {".git", ".venv", "node_modules", "_build", ".grader", ".pytest_cache", "
 def _run(args, cwd, timeout=300):
     env = dict(os.environ, PYTHONPATH=str(cwd))
     env.pop("COURSE_ONLY_CHAPTER", None)
+    env.pop("COURSE_SITE", None)   # the copy builds no website of its own
     out = subprocess.run([sys.executable, *args], cwd=cwd, env=env, capture_output=True, text=True,
                          timeout=timeout)
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]

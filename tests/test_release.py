@@ -67,7 +67,11 @@ def test_instructor_notebook_passes_nbgrader_validator(ch):
     assert validate(REPO / "solutions" / ch.slug / f"{ch.slug}.ipynb") == []
 
 
-@pytest.mark.parametrize("ch", CHAPTERS, ids=lambda c: c.slug)
+# One chapter of each kind (NumPy, PyTorch, Triton): that the validator can fail is its own
+# property; that each chapter's tests reject wrong answers is the catalogue's job.
+@pytest.mark.parametrize("ch", [c for c in CHAPTERS if c.slug in ("01-similarity", "09-gpt-pytorch",
+                                                                  "14-flash-attention-2")],
+                         ids=lambda c: c.slug)
 def test_validator_notices_a_broken_instructor_notebook(ch, tmp_path):
     """The validation test above can fail: break one answer and it does."""
     from autograder.validate import validate

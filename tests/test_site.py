@@ -442,6 +442,16 @@ def test_search_finds_softmax(browser, server, site):
         visit.assert_clean()
     finally:
         visit.close()
+    # Snippets quote the chapters' prose, not the code toggles or the launch buttons: a word
+    # that stands mostly in setup code ("matplotlib") once gave "Show code cell source ...".
+    visit = Visit(browser, server, "search.html?q=matplotlib", DESKTOP)
+    try:
+        visit.page.wait_for_selector("#search-results ul.search li p.context", timeout=10_000)
+        snippets = " ".join(visit.page.locator("#search-results ul.search li p.context").all_inner_texts())
+        for chrome in ("Show code cell", "Hide code cell", "Binder", "Colab"):
+            assert chrome not in snippets, (chrome, snippets[:500])
+    finally:
+        visit.close()
 
 
 # ---------------------------------------------------------------------------

@@ -33,10 +33,8 @@ minute on one core:
 from __future__ import annotations
 
 import argparse
-import datetime
 import json
 import os
-import platform
 import time
 from pathlib import Path
 
@@ -46,6 +44,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from models.gpt import GPT, GPTConfig  # noqa: E402
+from models.induction_heads import machine  # noqa: E402  (the same facts about the machine)
 
 HERE = Path(__file__).resolve().parent
 NPZ = HERE / "it-coreference.npz"
@@ -171,13 +170,6 @@ def train(cfg: dict = CONFIG, quiet: bool = False):
         running.append(loss.item())
     facts = {"seconds": round(time.perf_counter() - t0, 1), "cpu_seconds": round(time.process_time() - cpu0, 1)}
     return model.eval(), log, facts
-
-
-def machine() -> dict:
-    return {"date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d"),
-            "machine": platform.machine(), "processor": platform.processor() or platform.machine(),
-            "system": f"{platform.system()} {platform.release()}", "python": platform.python_version(),
-            "torch": torch.__version__, "numpy": np.__version__}
 
 
 def export(model: GPT, log: dict, facts: dict, cfg: dict, npz: Path) -> None:

@@ -134,17 +134,11 @@ def built_site(tmp_path_factory):
         root = Path(folder).resolve()
         data = wait_for_site_build(root)
     else:
-        run = os.environ.get("PYTEST_XDIST_TESTRUNUID")
-        root = tmp_path_factory.getbasetemp().parent / f"site-{run}" if run else tmp_path_factory.mktemp("site")
-        root.mkdir(parents=True, exist_ok=True)
-        record = root / "build.json"
-        with open(root / ".lock", "w") as lock:
-            fcntl.flock(lock, fcntl.LOCK_EX)
-            if not record.exists():
-                done = subprocess.run(_build_command(root), capture_output=True, text=True, timeout=1500)
-                record.write_text(json.dumps({"args": done.args, "returncode": done.returncode,
-                                              "stdout": done.stdout, "stderr": done.stderr}))
-            data = json.loads(record.read_text())
+        def build(folder):
+            done = subprocess.run(_build_command(folder), capture_output=True, text=True, timeout=1500)
+            return {"args": done.args, "returncode": done.returncode, "stdout": done.stdout,
+                    "stderr": done.stderr}
+        root, data = once_per_run(tmp_path_factory, "site", build)
     done = subprocess.CompletedProcess(data["args"], data["returncode"], data["stdout"], data["stderr"])
     return done, root / "_build" / "html"
 
